@@ -1,0 +1,161 @@
+"""Host board: runs the real firmware under MicroPython's unix port (simulator and tests).
+
+The "hardware" is a line-based control connection to whoever started the interpreter (the
+simulator's device runner, `simulator/device_process.py`), given as HCP_HOST_CONTROL=host:port.
+It carries what a person would do to and see on a real device:
+
+  runner -> device   press <button> | release <button> | tap <button> [ms] | net <up|down>
+  device -> runner   hello <json> | led <name> <0|1> | display <json> | sound <state>
+                     | event <name> <json>
+
+Buttons are "1".."5" and "invite"; LEDs "b1".."b5", "ok", "err". `display` carries
+{"lines": [...], "qr": text or null}. Flash is the directory HCP_FLASH_DIR. Documented in
+docs/host-board.md. Without HCP_HOST_CONTROL the board runs headless (buttons never pressed).
+"""
+
+import _thread
+import asyncio
+import json
+import os
+import sys
+import time
+
+BUTTONS = ("1", "2", "3", "4", "5", "invite")
+
+
+class _Display:
+    def __init__(self, board):
+        self._board = board
+        self.lines = []
+        self.qr = None
+
+    def show(self, lines, qr=None):
+        self.lines = lines
+        self.qr = qr
+        self._board.send("display " + json.dumps({"lines": lines, "qr": qr}))
+
+
+class _Leds:
+    def __init__(self, board):
+        self._board = board
+        self.state = {}
+
+    def set(self, name, on):
+        self.state[name] = on
+        self._board.send("led %s %d" % (name, 1 if on else 0))
+
+
+class Board:
+    name = "host"
+
+    def __init__(self):
+        self.flash_root = os.getenv("HCP_FLASH_DIR") or "."
+        self.ticks_ms = time.ticks_ms
+        self._pressed = {b: 0 for b in BUTTONS}
+        self.buttons = {b: (lambda b=b: self._pressed[b]) for b in BUTTONS}
+        self.display = _Display(self)
+        self.leds = _Leds(self)
+        self._writer = None
+        self._reader = None
+        self._queue = []  # lines produced before the control connection is up
+        self._net = True
+        self._reboot = False
+        self._fed = time.ticks_ms()
+        self._wdt_ms = 0
+
+    # -- control connection
+    async def start(self):
+        addr = os.getenv("HCP_HOST_CONTROL")
+        if not addr:
+            return
+        host, port = addr.rsplit(":", 1)
+        self._reader, self._writer = await asyncio.open_connection(host, int(port))
+        self.send("hello " + json.dumps({"board": self.name, "flash": self.flash_root}))
+
+    def send(self, line):
+        if self._writer is None:
+            self._queue.append(line)
+            del self._queue[:-200]
+            return
+        if self._queue:
+            pending, self._queue = self._queue, []
+            for old in pending:
+                self._writer.write((old + "\n").encode())
+        self._writer.write((line + "\n").encode())
+
+    async def run(self):
+        """Apply control commands; flush output; exit the interpreter on reboot."""
+        if self._reader is None:
+            while not self._reboot:
+                await asyncio.sleep_ms(100)
+            raise SystemExit(75)
+        asyncio.create_task(self._flush_loop())
+        while not self._reboot:
+            line = await self._reader.readline()
+            if not line:
+                raise SystemExit(0)  # the runner went away: power off
+            self._command(line.decode().strip().split())
+        raise SystemExit(75)
+
+    async def _flush_loop(self):
+        while True:
+            try:
+                await self._writer.drain()
+            except OSError:
+                return
+            await asyncio.sleep_ms(5)
+
+    def _command(self, words):
+        if not words:
+            return
+        op = words[0]
+        if op in ("press", "release", "tap") and len(words) > 1 and words[1] in self._pressed:
+            name = words[1]
+            if op == "tap":
+                hold = int(words[2]) if len(words) > 2 else 100
+                self._pressed[name] = 1
+                asyncio.create_task(self._release_later(name, hold))
+            else:
+                self._pressed[name] = 1 if op == "press" else 0
+        elif op == "net" and len(words) > 1:
+            self._net = words[1] == "up"
+        else:
+            self.send("event badctl " + json.dumps({"line": " ".join(words)}))
+
+    async def _release_later(self, name, ms):
+        await asyncio.sleep_ms(ms)
+        self._pressed[name] = 0
+
+    # -- what the firmware uses
+    def sound(self, state):
+        self.send("sound " + state)
+
+    def event(self, name, data):
+        self.send("event %s %s" % (name, json.dumps(data)))
+
+    async def network_up(self, timeout_ms):
+        return self._net
+
+    def rssi(self):
+        return None
+
+    def reboot(self):
+        self._reboot = True
+
+    def start_watchdog(self, timeout_ms):
+        """A hung event loop gets the process killed, as a hardware watchdog resets the chip."""
+        self._wdt_ms = timeout_ms
+        self._fed = time.ticks_ms()
+        _thread.start_new_thread(self._watchdog, ())
+
+    def feed_watchdog(self):
+        self._fed = time.ticks_ms()
+
+    def _watchdog(self):
+        while True:
+            time.sleep_ms(500)
+            if time.ticks_diff(time.ticks_ms(), self._fed) > self._wdt_ms:
+                sys.stderr.write("watchdog: main loop hung, resetting\n")
+                with open("/proc/self/stat") as f:
+                    pid = f.read().split()[0]
+                os.system("kill -KILL " + pid)

@@ -1,0 +1,117 @@
+"""The device side of the v1 wire contract (docs/protocol.md): rating encoding and signing,
+decoding of what the gateway sends. Tested against tests/vectors/ under MicroPython."""
+
+import binascii
+import hashlib
+import json
+
+from micropython import const
+
+VERSION = const(1)
+MAX_PAYLOAD = const(1024)
+_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+
+
+class WireError(ValueError):
+    """A payload from the gateway that breaks the contract; args[0] is the reason."""
+
+
+def key_id(key):
+    return binascii.hexlify(hashlib.sha256(key).digest()[:4]).decode()
+
+
+def canonical(hall, dev, n, boot, mono, sess, score, kid):
+    return "\n".join(("hcp1", "rating", hall, dev, str(n), str(boot), str(mono), sess or "",
+                      str(score), kid)).encode()
+
+
+def rating_payload(signer, kid, hall, dev, n, boot, mono, sess, score):
+    """The rating as compact JSON bytes. `signer` is an hmac_sha256.HMAC over the device key."""
+    sig = signer.hexdigest(canonical(hall, dev, n, boot, mono, sess, score, kid))
+    obj = {"v": VERSION, "hall": hall, "dev": dev, "n": n, "boot": boot, "mono": mono,
+           "sess": sess, "score": score, "kid": kid, "sig": sig}
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def valid_id(text, max_len):
+    if not isinstance(text, str) or not 0 < len(text) <= max_len or text[0] in "_-":
+        return False
+    for ch in text:
+        if ch not in _ID_CHARS:
+            return False
+    return True
+
+
+def _object(raw):
+    if len(raw) > MAX_PAYLOAD:
+        raise WireError("too_large")
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeError):
+        raise WireError("bad_json")
+    if not isinstance(obj, dict):
+        raise WireError("bad_json")
+    if obj.get("v") != VERSION or isinstance(obj.get("v"), bool):
+        raise WireError("bad_version")
+    return obj
+
+
+def _int(obj, name, lo, hi):
+    if name not in obj:
+        raise WireError("missing_field:" + name)
+    value = obj[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise WireError("bad_field:" + name)
+    return value
+
+
+def decode_prompt(raw):
+    """-> ("open", sess, ttl or None, ticket or None, qr or None) or ("cancel", sess, ...)."""
+    obj = _object(raw)
+    op = obj.get("op")
+    if op not in ("open", "cancel"):
+        raise WireError("bad_field:op")
+    sess = obj.get("sess")
+    if sess is None:
+        raise WireError("missing_field:sess")
+    if not valid_id(sess, 40):
+        raise WireError("bad_field:sess")
+    if op == "cancel":
+        return ("cancel", sess, None, None, None)
+    ttl = _int(obj, "ttl", 1, 3600) if "ttl" in obj else None
+    tk = obj.get("tk")
+    if tk is not None and (not isinstance(tk, str) or len(tk) > 16):
+        raise WireError("bad_field:tk")
+    qr = obj.get("qr")
+    if qr is not None and (not isinstance(qr, str) or len(qr) > 512):
+        raise WireError("bad_field:qr")
+    return ("open", sess, ttl, tk, qr)
+
+
+def decode_ack(raw):
+    """-> (n, status)."""
+    obj = _object(raw)
+    n = _int(obj, "n", 1, 2147483647)
+    st = obj.get("st", "ok")
+    if st not in ("ok", "dup", "bad"):
+        raise WireError("bad_field:st")
+    return n, st
+
+
+def decode_cmd(raw):
+    """-> (id, op, args dict)."""
+    obj = _object(raw)
+    cid = obj.get("id")
+    if not isinstance(cid, str) or not 0 < len(cid) <= 64:
+        raise WireError("bad_field:id")
+    op = obj.get("op")
+    if not isinstance(op, str):
+        raise WireError("bad_field:op")
+    args = obj.get("args", {})
+    if not isinstance(args, dict):
+        raise WireError("bad_field:args")
+    return cid, op, args
+
+
+def compact(obj):
+    return json.dumps(obj, separators=(",", ":")).encode()

