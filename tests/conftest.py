@@ -6,12 +6,16 @@ See tests/README.md for what each fixture gives a test.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from simulator.broker import Broker
+
+pytest_plugins = [p for p in ("tests.fixtures.device", "tests.fixtures.hub", "tests.fixtures.gateway")
+                  if importlib.util.find_spec(p) is not None]
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors"

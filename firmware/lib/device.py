@@ -56,6 +56,10 @@ class Device:
         root = board.flash_root
         self.config = Config(root)
         self.config.load()
+        if not self.config["dev"] and getattr(board, "default_id", None):
+            self.config.values["dev"] = board.default_id  # until provisioning names it
+        if hasattr(board, "set_wifi"):
+            board.set_wifi(self.config["wifi_ssid"], self.config["wifi_pass"])
         self.outbox = Outbox(root, self.config["outbox_max"])
         self.clock = Clock(board.ticks_ms)
         self.counts = {k: 0 for k in COUNTERS}
