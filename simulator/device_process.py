@@ -83,7 +83,8 @@ class DeviceProcess:
         cmd = [find_micropython()]
         if self.heapsize:
             cmd += ["-X", f"heapsize={self.heapsize}"]
-        cmd.append(str(self.firmware / "main.py"))
+        # The flash directory is also an argument, only so `ps` shows which device a process is.
+        cmd += [str(self.firmware / "main.py"), str(self.flash_dir)]
         with self._cond:
             self._reset_view()
         log = open(self.console_log, "ab")

@@ -1,0 +1,174 @@
+"""The gateway's MQTT link: paho-mqtt 2.x with its network loop in paho's own thread.
+
+Why a thread (`loop_start`) rather than paho's socket callbacks wired into asyncio
+(examples/loop_asyncio.py): paho's thread already does connect, keepalive, reconnect with backoff
+and QoS 1 retransmission, and it keeps doing them while the asyncio loop is busy in a long SQLite
+commit. The asyncio wiring re-implements that scheduling by hand (add_reader/add_writer, a misc
+timer, re-arming after every reconnect), which is where bugs hide. The thread only crosses into
+asyncio through `loop.call_soon_threadsafe`; no callback touches gateway state directly.
+
+Inbound QoS 1 messages are acknowledged to the broker manually (`manual_ack=True`) by the caller
+after the message is committed: if the gateway dies between receipt and commit, Mosquitto still
+holds the message for the persistent session `gw-{hall}` and delivers it again on return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from hcp.protocol import DEVICE_TOPICS, TOPIC_PREFIX
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_S = 30  # the broker drops us after 1.5x this without traffic; devices use the same
+RECONNECT_MIN_S = 1  # first retry after a lost connection; paho doubles it up to the max
+RECONNECT_MAX_S = 15  # a hall broker restart should not leave ratings waiting longer than this
+MAX_INFLIGHT_OUT = 1000  # acks and prompts in flight to the broker; paho's default of 20 stalls bursts
+SUBSCRIBE_QOS = 1
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message from a device, stamped with the gateway's wall clock on receipt."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    retain: bool
+    received_at: float
+
+
+class MqttLink:
+    """Connects as `gw-{hall}` (clean session off), subscribes in `on_connect` on every connect,
+    hands messages to `on_message` on the asyncio loop, and publishes with an awaitable PUBACK."""
+
+    def __init__(self, hall: str, host: str, port: int, on_message: Callable[[Inbound], None],
+                 username: str | None = None, password: str | None = None):
+        self.hall = hall
+        self.host = host
+        self.port = port
+        self._on_message = on_message
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self.connected = False
+        self.connects = 0
+        self.connected_event = asyncio.Event()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"gw-{hall}",
+                             clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
+        if username is not None:
+            client.username_pw_set(username, password)
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.max_inflight_messages_set(MAX_INFLIGHT_OUT)
+        client.max_queued_messages_set(0)  # unlimited: an ack must not be dropped by the client
+        client.on_connect = self._cb_connect
+        client.on_disconnect = self._cb_disconnect
+        client.on_message = self._cb_message
+        client.on_publish = self._cb_publish
+        self.client = client
+
+    @property
+    def subscriptions(self) -> list[str]:
+        return [f"{TOPIC_PREFIX}/{self.hall}/+/{suffix}" for suffix in DEVICE_TOPICS]
+
+    def start(self) -> None:
+        """Start connecting in paho's thread; retries until the broker answers."""
+        self._loop = asyncio.get_running_loop()
+        self.client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)
+        self.client.loop_start()
+
+    async def stop(self) -> None:
+        """Disconnect cleanly (the broker keeps our session and queues for us) and join the thread."""
+        self.client.disconnect()
+        await asyncio.to_thread(self.client.loop_stop)
+        for fut in self._pending.values():
+            fut.cancel()
+        self._pending.clear()
+
+    # ------------------------------------------------------------------ from asyncio
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> asyncio.Future[None]:
+        """Publish; the future completes on the broker's PUBACK (QoS 1) or when written (QoS 0).
+
+        While disconnected, paho queues QoS 1 messages and sends them after reconnecting, so the
+        future may stay pending until then; callers that must not wait simply don't await it.
+        """
+        assert self._loop is not None, "start() first"
+        fut: asyncio.Future[None] = self._loop.create_future()
+        info = self.client.publish(topic, payload, qos=qos)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            fut.set_exception(ConnectionError(f"publish to {topic}: {mqtt.error_string(info.rc)}"))
+            return fut
+        # PUBACK callbacks reach this loop through call_soon_threadsafe, so they run after this
+        # synchronous block: registering the mid here cannot miss an early PUBACK.
+        self._pending[info.mid] = fut
+        return fut
+
+    def publish_nowait(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        """Publish without waiting for the PUBACK; a refused publish is logged, not raised."""
+        self.publish(topic, payload, qos).add_done_callback(_log_failure)
+
+    def ack(self, message: Inbound) -> None:
+        """Acknowledge an inbound QoS 1 message to the broker (after it is committed)."""
+        if message.qos > 0:
+            self.client.ack(message.mid, message.qos)
+
+    # ------------------------------------------------------------------ paho's thread
+
+    def _cb_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason: mqtt.ReasonCode, properties: object) -> None:
+        if reason.is_failure:
+            log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason)
+            return
+        client.subscribe([(t, SUBSCRIBE_QOS) for t in self.subscriptions])
+        log.info("connected to %s:%d (session present: %s)", self.host, self.port,
+                 flags.session_present)
+        self._call(self._set_connected, True)
+
+    def _cb_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
+                       reason: mqtt.ReasonCode, properties: object) -> None:
+        log.warning("disconnected from %s:%d: %s", self.host, self.port, reason)
+        self._call(self._set_connected, False)
+
+    def _cb_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        inbound = Inbound(topic=msg.topic, payload=bytes(msg.payload), qos=msg.qos, mid=msg.mid,
+                          retain=bool(msg.retain), received_at=time.time())
+        self._call(self._on_message, inbound)
+
+    def _cb_publish(self, client: mqtt.Client, userdata: object, mid: int,
+                    reason: mqtt.ReasonCode, properties: object) -> None:
+        self._call(self._published, mid)
+
+    def _call(self, fn: Callable, *args: object) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed between check and call
+                loop.call_soon_threadsafe(fn, *args)
+
+    # ------------------------------------------------------------------ back on asyncio
+
+    def _set_connected(self, up: bool) -> None:
+        self.connected = up
+        if up:
+            self.connects += 1
+            self.connected_event.set()
+        else:
+            self.connected_event.clear()
+
+    def _published(self, mid: int) -> None:
+        fut = self._pending.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+
+def _log_failure(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("%s", fut.exception())

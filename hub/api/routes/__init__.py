@@ -1,0 +1,12 @@
+"""All routes; `api_router` is what the app includes."""
+
+from fastapi import APIRouter
+
+from . import devices, gateways, health, ingest, ratings
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(gateways.router, prefix="/api/v1")
+api_router.include_router(devices.router, prefix="/api/v1")
+api_router.include_router(ingest.router, prefix="/api/v1")
+api_router.include_router(ratings.router, prefix="/api/v1")

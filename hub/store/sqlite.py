@@ -1,0 +1,347 @@
+"""The SQLite backend: one file in WAL mode, one writer connection and one reader connection.
+
+Writes go through the writer under an asyncio lock, each in a `BEGIN IMMEDIATE` transaction (which
+also keeps a second process on the same file out). Reads use their own connection, so they never
+see a batch half-written and never wait for one. An ingest batch costs a handful of round trips to
+the aiosqlite thread (a few lookups, one executemany per table), not one per item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from hcp.protocol import Rating, key_id
+
+from ..ingest import DeviceKeys, IngestPlan, ItemResult, ParsedItem, decide, lookups
+from ..migrations import SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
+from .base import (
+    AlertRecord,
+    GatewayRecord,
+    HubStore,
+    KeyIdCollision,
+    RejectionRecord,
+    RejectionSummary,
+    StoredRating,
+)
+
+BUSY_TIMEOUT_MS = 5000  # a backup or an operator's sqlite3 shell may hold the lock for a moment
+SYNCHRONOUS = "FULL"  # an accepted item must survive a power cut: the gateway deletes it on our answer
+LOOKUP_CHUNK = 400  # bound variables per IN (...) list: under the old 999 limit with 2 per rating
+
+T = TypeVar("T")
+
+_RATING_COLUMNS = (
+    "device, n, hall, boot, mono, session, score, kid, sig, received_at, offset_ms, service, ticket, "
+    "window_id, staff_id, matter_code, case_no, unit, unbound_reason, verified, ingested_at")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _chunks(values: Iterable[Any], size: int = LOOKUP_CHUNK) -> Iterable[list[Any]]:
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit our transaction)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"unterminated statement in migration: {pending.strip()[:80]}")
+    return statements
+
+
+def _stored_rating(row: sqlite3.Row | tuple) -> StoredRating:
+    (device, n, hall, boot, mono, session, score, kid, sig, received_at, offset_ms, service, ticket,
+     window, staff_id, matter_code, case_no, unit, unbound_reason, verified, ingested_at) = row
+    return StoredRating(device, n, hall, boot, mono, session, score, kid, sig, received_at, offset_ms,
+                        service, ticket, window, staff_id, matter_code, case_no, unit, unbound_reason,
+                        bool(verified), ingested_at)
+
+
+class SQLiteStore(HubStore):
+    """`HubStore` on one SQLite file (created with its folder if missing)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock: asyncio.Lock | None = None
+
+    # ------------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = asyncio.Lock()
+        writer = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            async with writer.execute("PRAGMA journal_mode = WAL") as cur:
+                mode = (await cur.fetchone())[0]  # type: ignore[index]
+            if mode.lower() != "wal":
+                raise RuntimeError(f"{self.path}: cannot switch to WAL mode (got {mode})")
+            await writer.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
+            await writer.execute("PRAGMA foreign_keys = ON")
+            await self._migrate(writer)
+            reader = await aiosqlite.connect(self.path, isolation_level=None)
+        except BaseException:
+            await writer.close()
+            raise
+        await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await reader.execute("PRAGMA query_only = ON")
+        self._writer, self._reader = writer, reader
+
+    async def close(self) -> None:
+        writer, reader = self._writer, self._reader
+        self._writer = self._reader = None
+        if reader is not None:
+            await reader.close()
+        if writer is not None:
+            if self._write_lock is not None:
+                async with self._write_lock:  # let a running batch finish
+                    await writer.close()
+            else:
+                await writer.close()
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        await db.execute(SCHEMA_VERSION_TABLE)
+        for version, script in enumerate(SQLITE_MIGRATIONS, start=1):
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cur:
+                    current = (await cur.fetchone())[0]  # type: ignore[index]
+                if current > len(SQLITE_MIGRATIONS):
+                    raise RuntimeError(f"{self.path}: schema version {current} is newer than this "
+                                       f"hub knows ({len(SQLITE_MIGRATIONS)}): upgrade the hub")
+                if current < version:
+                    for statement in _statements(script):
+                        await db.execute(statement)
+                    await db.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                                     (version, _now()))
+                await db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
+                raise
+
+    @property
+    def _w(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        return self._writer
+
+    @property
+    def _r(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise RuntimeError("store is not open")
+        return self._reader
+
+    async def _write(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run `await work(db)` in one write transaction; roll back on any error."""
+        assert self._write_lock is not None, "store is not open"
+        async with self._write_lock:
+            db = self._w
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                result = await work(db)
+                await db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
+                raise
+            return result
+
+    async def _rows(self, sql: str, params: Sequence[Any] = (),
+                    db: aiosqlite.Connection | None = None) -> list[sqlite3.Row]:
+        """All rows of a query, on the reader unless `db` (the writer, inside a transaction)."""
+        return list(await (db or self._r).execute_fetchall(sql, params))
+
+    async def schema_version(self) -> int:
+        rows = await self._rows("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        return rows[0][0]
+
+    # ------------------------------------------------------------------------ registration
+
+    async def register_gateway(self, hall: str, token_sha256: str, key: bytes) -> None:
+        async def work(db: aiosqlite.Connection) -> None:
+            now = _now()
+            await db.execute(
+                "INSERT INTO gateways (hall, token_sha256, key_hex, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (hall) DO UPDATE SET "
+                "token_sha256 = excluded.token_sha256, key_hex = excluded.key_hex, "
+                "updated_at = excluded.updated_at",
+                (hall, token_sha256, key.hex(), now, now))
+        await self._write(work)
+
+    async def gateway_by_token_hash(self, token_sha256: str) -> GatewayRecord | None:
+        rows = await self._rows(
+            "SELECT hall, token_sha256, key_hex, created_at, updated_at FROM gateways "
+            "WHERE token_sha256 = ?", (token_sha256,))
+        if not rows:
+            return None
+        hall, token_hash, key_hex, created_at, updated_at = rows[0]
+        return GatewayRecord(hall, token_hash, bytes.fromhex(key_hex), created_at, updated_at)
+
+    async def register_device(self, device: str, hall: str, window: str, key: bytes) -> str:
+        kid = key_id(key)
+
+        async def work(db: aiosqlite.Connection) -> None:
+            now = _now()
+            rows = await self._rows("SELECT key_hex FROM device_keys WHERE device = ? AND kid = ?",
+                                    (device, kid), db)
+            if rows and rows[0][0] != key.hex():
+                raise KeyIdCollision(f"device {device} already has another key with kid {kid}")
+            await db.execute(
+                "INSERT INTO devices (device, hall, window_id, registered_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET hall = excluded.hall, "
+                "window_id = excluded.window_id, updated_at = excluded.updated_at",
+                (device, hall, window, now, now))
+            if rows:
+                await db.execute("UPDATE device_keys SET retired_at = NULL WHERE device = ? AND kid = ?",
+                                 (device, kid))
+            else:
+                await db.execute(
+                    "INSERT INTO device_keys (device, kid, key_hex, registered_at) VALUES (?, ?, ?, ?)",
+                    (device, kid, key.hex(), now))
+            await db.execute("UPDATE device_keys SET retired_at = ? "
+                             "WHERE device = ? AND kid != ? AND retired_at IS NULL", (now, device, kid))
+
+        await self._write(work)
+        return kid
+
+    # ------------------------------------------------------------------------ ingest
+
+    async def _ingest_parsed(self, hall: str, items: Sequence[ParsedItem]) -> list[ItemResult]:
+        device_ids, rating_keys, service_ids = lookups(items)
+
+        async def work(db: aiosqlite.Connection) -> list[ItemResult]:
+            devices = await self._load_devices(db, device_ids)
+            stored_ratings = await self._load_ratings(db, rating_keys)
+            stored_services = await self._load_services(db, hall, service_ids)
+            plan = decide(items, devices, stored_ratings, stored_services)
+            await self._write_plan(db, hall, plan, _now())
+            return plan.results
+
+        return await self._write(work)
+
+    async def _load_devices(self, db: aiosqlite.Connection, ids: set[str]) -> dict[str, DeviceKeys]:
+        found: dict[str, tuple[str, str, dict[str, bytes]]] = {}
+        for chunk in _chunks(sorted(ids)):
+            marks = ",".join("?" * len(chunk))
+            for device, hall, window, kid, key_hex in await self._rows(
+                    "SELECT d.device, d.hall, d.window_id, k.kid, k.key_hex FROM devices d "
+                    f"LEFT JOIN device_keys k ON k.device = d.device WHERE d.device IN ({marks})",
+                    chunk, db):
+                entry = found.setdefault(device, (hall, window, {}))
+                if kid is not None:
+                    entry[2][kid] = bytes.fromhex(key_hex)
+        return {device: DeviceKeys(hall, window, keys) for device, (hall, window, keys) in found.items()}
+
+    async def _load_ratings(self, db: aiosqlite.Connection,
+                            keys: set[tuple[str, int]]) -> dict[tuple[str, int], Rating]:
+        found: dict[tuple[str, int], Rating] = {}
+        for chunk in _chunks(sorted(keys)):
+            marks = ",".join("(?, ?)" for _ in chunk)
+            params = [value for key in chunk for value in key]
+            for hall, device, n, boot, mono, session, score, kid, sig in await self._rows(
+                    "SELECT hall, device, n, boot, mono, session, score, kid, sig FROM ratings "
+                    f"WHERE (device, n) IN (VALUES {marks})", params, db):
+                found[(device, n)] = Rating(hall, device, n, boot, mono, session, score, kid, sig)
+        return found
+
+    async def _load_services(self, db: aiosqlite.Connection, hall: str, ids: set[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(sorted(ids)):
+            marks = ",".join("?" * len(chunk))
+            for sid, payload in await self._rows(
+                    f"SELECT id, payload FROM services WHERE hall = ? AND id IN ({marks})",
+                    [hall, *chunk], db):
+                found[sid] = payload
+        return found
+
+    async def _write_plan(self, db: aiosqlite.Connection, hall: str, plan: IngestPlan, now: str) -> None:
+        if plan.ratings:
+            rows = []
+            for item, device_window in plan.ratings:
+                r, b = item.rating, item.binding
+                bound = ((b.service, b.ticket, b.window, b.staff_id, b.matter_code, b.case_no, b.unit)
+                         if b is not None else (None, None, device_window, None, None, None, None))
+                rows.append((r.dev, r.n, r.hall, r.boot, r.mono, r.sess, r.score, r.kid, r.sig,
+                             item.received_at, item.offset_ms, *bound, item.unbound_reason, 1, now,
+                             json.dumps(item.raw, separators=(",", ":"), ensure_ascii=False)))
+            await db.executemany(
+                f"INSERT INTO ratings ({_RATING_COLUMNS}, item) VALUES ({','.join('?' * 22)})", rows)
+        if plan.services:
+            await db.executemany(
+                "INSERT INTO services (hall, id, ticket, window_id, staff_id, staff_name, matter_code, "
+                "matter_name, case_no, unit, accepted_at, finished_at, outcome, payload, ingested_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(s.hall, s.id, s.ticket, s.window, s.staff_id, s.staff_name, s.matter_code,
+                  s.matter_name, s.case_no, s.unit, s.accepted_at, s.finished_at, s.outcome,
+                  s.canonical(), now) for s in plan.services])
+        if plan.rejections:
+            await db.executemany(
+                "INSERT INTO rejections (at, hall, item_key, reason, item) VALUES (?, ?, ?, ?, ?)",
+                [(now, hall, key, reason, item) for key, reason, item in plan.rejections])
+        if plan.alerts:
+            await db.executemany(
+                "INSERT INTO alerts (at, kind, hall, item_key, detail) VALUES (?, ?, ?, ?, ?)",
+                [(now, kind, hall, key, detail) for kind, key, detail in plan.alerts])
+
+    # ------------------------------------------------------------------------ reads
+
+    async def get_rating(self, device: str, n: int) -> StoredRating | None:
+        rows = await self._rows(f"SELECT {_RATING_COLUMNS} FROM ratings WHERE device = ? AND n = ?",
+                                (device, n))
+        return _stored_rating(rows[0]) if rows else None
+
+    async def list_ratings(self, *, hall: str | None = None, device: str | None = None,
+                           window: str | None = None, ticket: str | None = None,
+                           limit: int = 100) -> list[StoredRating]:
+        where, params = [], []
+        for column, value in (("hall", hall), ("device", device), ("window_id", window),
+                              ("ticket", ticket)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT {_RATING_COLUMNS} FROM ratings"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await self._rows(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit])
+        return [_stored_rating(row) for row in rows]
+
+    async def rejection_summary(self, *, hall: str | None = None, limit: int = 50) -> RejectionSummary:
+        where, params = ("WHERE hall = ?", [hall]) if hall is not None else ("", [])
+        by_reason = {reason: count for reason, count in await self._rows(
+            f"SELECT reason, COUNT(*) FROM rejections {where} GROUP BY reason ORDER BY reason", params)}
+        recent = [RejectionRecord(*row) for row in await self._rows(
+            f"SELECT at, hall, item_key, reason, item FROM rejections {where} ORDER BY id DESC LIMIT ?",
+            [*params, limit])]
+        return RejectionSummary(sum(by_reason.values()), by_reason, recent)
+
+    async def alerts(self, *, kind: str | None = None, limit: int = 100) -> list[AlertRecord]:
+        where, params = ("WHERE kind = ?", [kind]) if kind is not None else ("", [])
+        rows = await self._rows(
+            f"SELECT at, kind, hall, item_key, detail FROM alerts {where} ORDER BY id DESC LIMIT ?",
+            [*params, limit])
+        return [AlertRecord(at, k, hall, key, json.loads(detail)) for at, k, hall, key, detail in rows]
+
+    async def counts(self) -> dict[str, int]:
+        tables = ("gateways", "devices", "device_keys", "services", "ratings", "rejections", "alerts")
+        sql = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM {t}" for t in tables)
+        return {table: count for table, count in await self._rows(sql)}

@@ -1,0 +1,264 @@
+"""The storage contract (hub/store/base.py), run against every backend in BACKENDS."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from hcp.protocol import key_id, sign_rating
+from hub.migrations import SQLITE_MIGRATIONS
+from hub.store import KeyIdCollision, SQLiteStore
+from tests.fixtures.hub import binding, rating_item, service_item
+
+from .conftest import device_key
+
+pytestmark = pytest.mark.anyio
+
+H1 = "H1"
+
+
+async def setup_devices(store, *devices: str, hall: str = H1) -> None:
+    for index, device in enumerate(devices):
+        await store.register_device(device, hall, str(index + 1), device_key(device))
+
+
+def rated(device: str, n: int, score: int = 4, hall: str = H1, sess: str | None = None, key=None):
+    return sign_rating(key or device_key(device), hall, device, n, 1, 1000 + n, sess, score)
+
+
+def statuses(results) -> list[tuple]:
+    return [(r.key, r.status, r.reason) for r in results]
+
+
+# ---------------------------------------------------------------------------- lifecycle
+
+
+async def test_open_migrates_to_newest_schema_and_reopen_keeps_data(store, store_factory):
+    assert await store.schema_version() == len(SQLITE_MIGRATIONS)
+    await setup_devices(store, "D1")
+    assert statuses(await store.ingest(H1, [rating_item(rated("D1", 1))])) == [
+        ("rating:D1:1", "accepted", None)]
+    await store.close()
+    await store.close()  # twice is harmless
+    async with store_factory() as again:
+        assert await again.schema_version() == len(SQLITE_MIGRATIONS)
+        assert [r.id for r in await again.list_ratings()] == ["D1:1"]
+        assert statuses(await again.ingest(H1, [rating_item(rated("D1", 1))])) == [
+            ("rating:D1:1", "duplicate", None)]
+
+
+# ---------------------------------------------------------------------------- registration
+
+
+async def test_gateway_registration_rotates_the_token(store):
+    await store.register_gateway(H1, "a" * 64, b"\x01" * 32)
+    first = await store.gateway_by_token_hash("a" * 64)
+    assert first is not None and first.hall == H1 and first.key == b"\x01" * 32
+    await store.register_gateway(H1, "b" * 64, b"\x02" * 32)
+    assert await store.gateway_by_token_hash("a" * 64) is None
+    second = await store.gateway_by_token_hash("b" * 64)
+    assert second is not None and second.key == b"\x02" * 32 and second.created_at == first.created_at
+    assert (await store.counts())["gateways"] == 1
+
+
+async def test_device_key_rotation_keeps_old_ratings_verifiable(store):
+    old, new = device_key("old"), device_key("new")
+    assert await store.register_device("D1", H1, "7", old) == key_id(old)
+    assert await store.register_device("D1", H1, "7", old) == key_id(old)  # same key: no-op
+    assert (await store.counts())["device_keys"] == 1
+    assert await store.register_device("D1", H1, "7", new) == key_id(new)
+    assert (await store.counts())["device_keys"] == 2
+    results = await store.ingest(H1, [rating_item(rated("D1", 1, key=old)),
+                                      rating_item(rated("D1", 2, key=new))])
+    assert [r.status for r in results] == ["accepted", "accepted"]
+    assert {r.kid for r in await store.list_ratings(device="D1")} == {key_id(old), key_id(new)}
+
+
+async def test_a_different_key_with_a_known_kid_is_refused(store, monkeypatch):
+    monkeypatch.setattr("hub.store.sqlite.key_id", lambda key: "00000000")
+    await store.register_device("D1", H1, "7", device_key("a"))
+    with pytest.raises(KeyIdCollision):
+        await store.register_device("D1", H1, "7", device_key("b"))
+    assert (await store.counts())["device_keys"] == 1
+
+
+# ---------------------------------------------------------------------------- ingest
+
+
+async def test_ingest_decides_each_item(store):
+    await setup_devices(store, "D1", "D2")
+    await store.register_device("X9", "H2", "1", device_key("X9"))
+    forged = rated("D1", 3)
+    forged = type(forged)(**{**forged.__dict__, "score": 1})  # same signature, other score
+    results = await store.ingest(H1, [
+        rating_item(rated("D1", 1), binding(service="s1")),
+        rating_item(rated("D1", 1), binding(service="s1")),  # the same item in the same batch
+        rating_item(rated("D2", 1, key=device_key("other"))),  # kid is not D2's
+        rating_item(forged),
+        rating_item(rated("D9", 1)),  # never registered
+        rating_item(rated("X9", 1)),  # registered to H2, but posted (and signed) for H1
+        rating_item(rated("D2", 2, hall="H2")),  # rating of another hall
+        service_item("s1"),
+        service_item("s1"),
+        {"kind": "tally"},
+        "not an object",
+    ])
+    assert statuses(results) == [
+        ("rating:D1:1", "accepted", None),
+        ("rating:D1:1", "duplicate", None),
+        ("rating:D2:1", "rejected", "unknown_key"),
+        ("rating:D1:3", "rejected", "bad_signature"),
+        ("rating:D9:1", "rejected", "unknown_device"),
+        ("rating:X9:1", "rejected", "unknown_device"),
+        ("rating:D2:2", "rejected", "wrong_hall"),
+        ("service:H1:s1", "accepted", None),
+        ("service:H1:s1", "duplicate", None),
+        (None, "rejected", "unknown_kind"),
+        (None, "rejected", "bad_json"),
+    ]
+    counts = await store.counts()
+    assert (counts["ratings"], counts["services"], counts["rejections"]) == (1, 1, 7)
+    summary = await store.rejection_summary()
+    assert summary.total == 7
+    assert summary.by_reason == {"bad_json": 1, "bad_signature": 1, "unknown_device": 2,
+                                 "unknown_key": 1, "unknown_kind": 1, "wrong_hall": 1}
+    assert [r.reason for r in summary.recent[:2]] == ["bad_json", "unknown_kind"]  # newest first
+    assert summary.recent[0].item == '"not an object"' and summary.recent[0].hall == H1
+    assert (await store.rejection_summary(hall="H2")).total == 0
+    assert await store.alerts() == []
+
+
+async def test_same_key_other_payload_is_a_conflict_and_a_tampering_alert(store):
+    await setup_devices(store, "D1")
+    first = rated("D1", 1, score=5)
+    assert [r.status for r in await store.ingest(H1, [rating_item(first)])] == ["accepted"]
+    reused = rated("D1", 1, score=1)  # validly signed: the counter was used twice
+    results = await store.ingest(H1, [rating_item(reused), rating_item(first)])
+    assert statuses(results) == [("rating:D1:1", "rejected", "conflict"),
+                                 ("rating:D1:1", "duplicate", None)]
+    assert (await store.get_rating("D1", 1)).score == 5
+    [alert] = await store.alerts(kind="tampering")
+    assert (alert.kind, alert.hall, alert.key) == ("tampering", H1, "rating:D1:1")
+    assert alert.detail["stored"]["score"] == 5 and alert.detail["posted"]["score"] == 1
+    assert alert.detail["signature_valid"] is True
+    assert (await store.rejection_summary()).by_reason == {"conflict": 1}
+
+
+async def test_a_resend_with_another_binding_is_a_duplicate_and_the_first_binding_stays(store):
+    await setup_devices(store, "D1")
+    rating = rated("D1", 1, sess="s1")
+    await store.ingest(H1, [rating_item(rating, binding(service="s1", ticket="A001"))])
+    results = await store.ingest(H1, [rating_item(rating, binding(service="s2", ticket="B002")),
+                                      rating_item(rating)])
+    assert [r.status for r in results] == ["duplicate", "duplicate"]
+    stored = await store.get_rating("D1", 1)
+    assert (stored.service, stored.ticket, stored.bound) == ("s1", "A001", True)
+
+
+async def test_service_conflict_is_rejected_and_alerted(store):
+    await store.ingest(H1, [service_item("s1", ticket="A001")])
+    results = await store.ingest(H1, [service_item("s1", ticket="A002"),
+                                      service_item("s1", ticket="A001", extra_field="ignored")])
+    assert statuses(results) == [("service:H1:s1", "rejected", "conflict"),
+                                 ("service:H1:s1", "duplicate", None)]
+    [alert] = await store.alerts()
+    assert alert.kind == "service_conflict" and alert.detail["stored"]["ticket"] == "A001"
+    # the same service id in another hall is another service
+    assert [r.status for r in await store.ingest("H2", [service_item("s1")])] == ["accepted"]
+
+
+async def test_unbound_rating_takes_the_devices_window(store):
+    await store.register_device("D1", H1, "12", device_key("D1"))
+    await store.ingest(H1, [rating_item(rated("D1", 1), unbound_reason="no_service_in_progress"),
+                            rating_item(rated("D1", 2), binding(window="3"))])
+    one, two = await store.get_rating("D1", 1), await store.get_rating("D1", 2)
+    assert (one.bound, one.window, one.unbound_reason) == (False, "12", "no_service_in_progress")
+    assert (two.bound, two.window, two.unbound_reason) == (True, "3", None)
+    assert [r.id for r in await store.list_ratings(window="12")] == ["D1:1"]
+
+
+async def test_list_ratings_filters_and_orders_newest_first(store):
+    await setup_devices(store, "D1", "D2")
+    await store.register_device("E1", "H2", "1", device_key("E1"))
+    await store.ingest(H1, [rating_item(rated("D1", 1), binding(ticket="A1", window="1")),
+                            rating_item(rated("D2", 1), binding(ticket="A2", window="2")),
+                            rating_item(rated("D1", 2), binding(ticket="A3", window="1"))])
+    await store.ingest("H2", [rating_item(rated("E1", 1, hall="H2"), binding(ticket="A1"))])
+    ids = lambda rows: [r.id for r in rows]  # noqa: E731
+    assert ids(await store.list_ratings()) == ["E1:1", "D1:2", "D2:1", "D1:1"]
+    assert ids(await store.list_ratings(hall=H1)) == ["D1:2", "D2:1", "D1:1"]
+    assert ids(await store.list_ratings(device="D1")) == ["D1:2", "D1:1"]
+    assert ids(await store.list_ratings(hall=H1, window="1")) == ["D1:2", "D1:1"]
+    assert ids(await store.list_ratings(ticket="A1")) == ["E1:1", "D1:1"]
+    assert ids(await store.list_ratings(hall=H1, ticket="A1")) == ["D1:1"]
+    assert ids(await store.list_ratings(limit=1)) == ["E1:1"]
+    assert await store.get_rating("D1", 3) is None
+
+
+async def test_a_batch_larger_than_one_lookup_chunk(store):
+    devices = [f"D{i}" for i in range(30)]
+    await setup_devices(store, *devices)
+    items = [rating_item(rated(d, n)) for d in devices for n in range(1, 31)]  # 900 ratings
+    items += [service_item(f"s{i}") for i in range(450)]
+    assert {r.status for r in await store.ingest(H1, items)} == {"accepted"}
+    assert {r.status for r in await store.ingest(H1, items)} == {"duplicate"}
+    counts = await store.counts()
+    assert (counts["ratings"], counts["services"]) == (900, 450)
+
+
+async def test_concurrent_batches_accept_each_rating_once(store):
+    await setup_devices(store, "D1")
+    items = [rating_item(rated("D1", n)) for n in range(1, 41)]
+    batches = [items[i:] + items[:i] for i in range(0, 40, 5)]  # overlapping, different orders
+    all_results = await asyncio.gather(*(store.ingest(H1, b) for b in batches))
+    accepted = [r.key for results in all_results for r in results if r.status == "accepted"]
+    assert sorted(accepted) == sorted(f"rating:D1:{n}" for n in range(1, 41))
+    assert {r.status for results in all_results for r in results} <= {"accepted", "duplicate"}
+    assert (await store.counts())["ratings"] == 40
+
+
+# ---------------------------------------------------------------------------- SQLite specifics
+
+
+async def test_sqlite_file_is_in_wal_mode_with_one_version_row(tmp_path):
+    path = tmp_path / "hub.sqlite3"
+    async with SQLiteStore(path):
+        pass
+    async with SQLiteStore(path):
+        pass
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [
+            (v,) for v in range(1, len(SQLITE_MIGRATIONS) + 1)]
+
+
+async def test_sqlite_refuses_a_schema_newer_than_the_code(tmp_path):
+    path = tmp_path / "hub.sqlite3"
+    async with SQLiteStore(path):
+        pass
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO schema_version VALUES (?, 'later')", (len(SQLITE_MIGRATIONS) + 1,))
+    with pytest.raises(RuntimeError, match="newer than this hub"):
+        await SQLiteStore(path).open()
+
+
+async def test_sqlite_batch_is_one_transaction(tmp_path, monkeypatch):
+    """A failure while writing a batch leaves nothing of it behind."""
+    async with SQLiteStore(tmp_path / "hub.sqlite3") as store:
+        await setup_devices(store, "D1")
+        original = SQLiteStore._write_plan
+
+        async def write_then_fail(self, db, hall, plan, now):
+            await original(self, db, hall, plan, now)
+            raise OSError("disk gone")
+
+        monkeypatch.setattr(SQLiteStore, "_write_plan", write_then_fail)
+        batch = [rating_item(rated("D1", 1)), service_item("s1"), {"kind": "junk"}]
+        with pytest.raises(OSError):
+            await store.ingest(H1, batch)
+        counts = await store.counts()
+        assert (counts["ratings"], counts["services"], counts["rejections"]) == (0, 0, 0)
+        monkeypatch.undo()
+        assert [r.status for r in await store.ingest(H1, batch)] == ["accepted", "accepted", "rejected"]
