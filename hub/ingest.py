@@ -18,10 +18,8 @@ Items are decided in order, so an item repeated inside one batch is `duplicate` 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Literal
 
 from hcp.protocol import (
@@ -33,6 +31,9 @@ from hcp.protocol import (
     WINDOW_RE,
     ProtocolError,
     Rating,
+    field_int,
+    field_str,
+    field_time,
     rating_from_object,
 )
 
@@ -121,45 +122,6 @@ def _compact(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-def _text(obj: dict, name: str, max_len: int, pattern: re.Pattern[str] | None = None, required: bool = True,
-          nullable: bool = False) -> str | None:
-    if name not in obj:
-        if required:
-            raise ProtocolError(f"missing_field:{name}")
-        return None
-    value = obj[name]
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str) or not value or len(value) > max_len:
-        raise ProtocolError(f"bad_field:{name}", repr(value)[:80])
-    if pattern is not None and not pattern.fullmatch(value):
-        raise ProtocolError(f"bad_field:{name}", repr(value)[:80])
-    return value
-
-
-def _integer(obj: dict, name: str, lo: int, hi: int) -> int:
-    if name not in obj:
-        raise ProtocolError(f"missing_field:{name}")
-    value = obj[name]
-    if type(value) is not int or not lo <= value <= hi:  # bool is not an int here
-        raise ProtocolError(f"bad_field:{name}", repr(value)[:80])
-    return value
-
-
-def _time(obj: dict, name: str, required: bool = True, nullable: bool = False) -> str | None:
-    """An ISO 8601 time with a UTC offset, kept as sent."""
-    text = _text(obj, name, 40, required=required, nullable=nullable)
-    if text is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ProtocolError(f"bad_field:{name}", repr(text)) from None
-    if parsed.tzinfo is None:
-        raise ProtocolError(f"bad_field:{name}", "no UTC offset")
-    return text
-
-
 # ---------------------------------------------------------------------------- parse
 
 
@@ -168,7 +130,7 @@ def parse_item(obj: object, hall: str) -> ParsedItem:
     try:
         if not isinstance(obj, dict):
             raise ProtocolError("bad_json", "item is not an object")
-        kind = _text(obj, "kind", 32)
+        kind = field_str(obj, "kind", max_len=32)
         if kind == "rating":
             return _rating_item(obj, hall)
         if kind == "service":
@@ -207,8 +169,8 @@ def _rating_item(obj: dict, hall: str) -> RatingItem:
     rating = rating_from_object(payload)
     if rating.hall != hall:
         raise ProtocolError("wrong_hall", f"rating of hall {rating.hall} in a batch of {hall}")
-    received_at = _time(obj, "received_at")
-    offset_ms = _integer(obj, "offset_ms", -MAX_OFFSET_MS, MAX_OFFSET_MS)
+    received_at = field_time(obj, "received_at")
+    offset_ms = field_int(obj, "offset_ms", -MAX_OFFSET_MS, MAX_OFFSET_MS)
     if "binding" not in obj:
         raise ProtocolError("missing_field:binding")
     binding = _binding(obj["binding"])
@@ -227,35 +189,35 @@ def _binding(obj: object) -> Binding | None:
         raise ProtocolError("bad_field:binding", "not an object or null")
     try:
         return Binding(
-            service=_text(obj, "service", 40, SESSION_RE),  # type: ignore[arg-type]
-            ticket=_text(obj, "ticket", 16),  # type: ignore[arg-type]
-            window=_text(obj, "window", 16, WINDOW_RE),  # type: ignore[arg-type]
-            staff_id=_text(obj, "staff_id", 64, required=False, nullable=True),
-            matter_code=_text(obj, "matter_code", 64, required=False, nullable=True),
-            case_no=_text(obj, "case_no", 64, required=False, nullable=True),
-            unit=_text(obj, "unit", 200, required=False, nullable=True),
+            service=field_str(obj, "service", SESSION_RE, max_len=40),  # type: ignore[arg-type]
+            ticket=field_str(obj, "ticket", max_len=16),  # type: ignore[arg-type]
+            window=field_str(obj, "window", WINDOW_RE, max_len=16),  # type: ignore[arg-type]
+            staff_id=field_str(obj, "staff_id", max_len=64, required=False, nullable=True),
+            matter_code=field_str(obj, "matter_code", max_len=64, required=False, nullable=True),
+            case_no=field_str(obj, "case_no", max_len=64, required=False, nullable=True),
+            unit=field_str(obj, "unit", max_len=200, required=False, nullable=True),
         )
     except ProtocolError as exc:  # name the field inside the binding
         raise ProtocolError(exc.reason.replace(":", ":binding.", 1), str(exc)) from None
 
 
 def _service_item(obj: dict, hall: str) -> ServiceItem:
-    outcome = _text(obj, "outcome", 16)
+    outcome = field_str(obj, "outcome", max_len=16)
     if outcome not in SERVICE_OUTCOMES:
         raise ProtocolError("bad_field:outcome", repr(outcome))
     return ServiceItem(
         hall=hall,
-        id=_text(obj, "id", 40, SESSION_RE),  # type: ignore[arg-type]
-        ticket=_text(obj, "ticket", 16),  # type: ignore[arg-type]
-        window=_text(obj, "window", 16, WINDOW_RE),  # type: ignore[arg-type]
-        staff_id=_text(obj, "staff_id", 64, required=False, nullable=True),
-        staff_name=_text(obj, "staff_name", 64, required=False, nullable=True),
-        matter_code=_text(obj, "matter_code", 64, required=False, nullable=True),
-        matter_name=_text(obj, "matter_name", 200, required=False, nullable=True),
-        case_no=_text(obj, "case_no", 64, required=False, nullable=True),
-        unit=_text(obj, "unit", 200, required=False, nullable=True),
-        accepted_at=_time(obj, "accepted_at", required=False, nullable=True),
-        finished_at=_time(obj, "finished_at"),  # when the service ended, a no-show too
+        id=field_str(obj, "id", SESSION_RE, max_len=40),  # type: ignore[arg-type]
+        ticket=field_str(obj, "ticket", max_len=16),  # type: ignore[arg-type]
+        window=field_str(obj, "window", WINDOW_RE, max_len=16),  # type: ignore[arg-type]
+        staff_id=field_str(obj, "staff_id", max_len=64, required=False, nullable=True),
+        staff_name=field_str(obj, "staff_name", max_len=64, required=False, nullable=True),
+        matter_code=field_str(obj, "matter_code", max_len=64, required=False, nullable=True),
+        matter_name=field_str(obj, "matter_name", max_len=200, required=False, nullable=True),
+        case_no=field_str(obj, "case_no", max_len=64, required=False, nullable=True),
+        unit=field_str(obj, "unit", max_len=200, required=False, nullable=True),
+        accepted_at=field_time(obj, "accepted_at", required=False, nullable=True),
+        finished_at=field_time(obj, "finished_at"),  # when the service ended, a no-show too
         outcome=outcome,  # type: ignore[arg-type]
         raw=obj,
     )

@@ -147,14 +147,11 @@ class Demo:
     # -- citizens and the queue system
     def _event(self, kind: str, ticket: str, window: str, staff: tuple, matter: tuple) -> dict:
         assert self.gateway is not None
-        response = self.gateway.post_event(
+        return self.gateway.post_event(
             event_id=f"demo-{next(self._events)}", type=kind, ticket=ticket, window=window,
             at=datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
             staff_id=staff[0], staff_name=staff[1], matter_code=matter[0], matter_name=matter[1],
             unit=matter[2])
-        if response.status_code != 200:
-            raise RuntimeError(f"gateway refused a queue event: {response.status_code} {response.text}")
-        return response.json()
 
     def _window_loop(self, index: int, stop: threading.Event, rng: random.Random) -> None:
         window = self.windows[index]
@@ -265,6 +262,8 @@ class Demo:
     def stop_all(self) -> None:
         for device in self.devices:
             device.stop()
-        for part in (self.gateway, self.hub, self.broker):
-            if part is not None:
-                part.stop()
+        for service in (self.gateway, self.hub):
+            if service is not None:
+                service.close()
+        if self.broker is not None:
+            self.broker.stop()

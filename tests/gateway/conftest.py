@@ -20,6 +20,7 @@ class MiniHub:
         self.items: dict[str, dict] = {}
         self.posts: list[dict] = []  # every envelope that was answered 200
         self.reject: dict[str, str] = {}  # key -> reason to reject with
+        self.keyless: set[str] = set()  # rejected keys answered with `key: null`, as for an unreadable item
         self.down = False  # answer 503 to everything
         self._lock = threading.Lock()
         hub = self
@@ -67,7 +68,8 @@ class MiniHub:
             for item in env["items"]:
                 key = self.key({**item, "_hall": env["hall"]})
                 if key in self.reject:
-                    results.append({"key": key, "status": "rejected", "reason": self.reject[key]})
+                    answer_key = None if key in self.keyless else key
+                    results.append({"key": answer_key, "status": "rejected", "reason": self.reject[key]})
                 elif key not in self.items:
                     self.items[key] = item
                     results.append({"key": key, "status": "accepted"})

@@ -9,8 +9,7 @@ import sqlite3
 
 import pytest
 
-from simulator.services import HubProcess
-from tests.fixtures.gateway import fixed_key
+from tests.fixtures.device import device_key
 
 
 def outbox(gw):
@@ -59,6 +58,17 @@ def test_a_rejected_item_is_a_dead_letter_with_its_reason_and_the_rest_go_on(gw,
     dead = [r for r in outbox(gw) if r["state"] == "dead"]
     assert [(r["key"], r["last_error"]) for r in dead] == [("rating:D07:2", "bad_signature")]
     assert gw.status()["counters"]["forward.rejected"] == 1
+
+
+def test_a_rejection_without_a_key_is_matched_by_position(gw, dev, mini_hub):
+    """The hub answers `key: null` for an item too broken to name; the batch must not loop."""
+    mini_hub.reject["rating:D07:2"] = "bad_json"
+    mini_hub.keyless.add("rating:D07:2")
+    for n in (1, 2, 3):
+        dev.rate(n)
+    wait_states(gw, {"pending": 0, "sent": 2, "dead": 1})
+    dead = [r for r in outbox(gw) if r["state"] == "dead"]
+    assert [(r["key"], r["last_error"]) for r in dead] == [("rating:D07:2", "bad_json")]
 
 
 def test_items_wait_while_the_hub_is_down_and_go_when_it_is_back(gw, dev, mini_hub):
@@ -111,27 +121,24 @@ def test_an_item_the_hub_already_has_is_answered_duplicate_and_marked_sent(gw, d
 
 
 def test_the_real_hub_accepts_signed_items_and_rejects_a_forged_rating(
-        tmp_path, broker, gateway_factory, device_peers):
-    hub = HubProcess(tmp_path / "hub").start()
-    try:
-        key = fixed_key("gateway:H1")
-        token = hub.register_gateway("H1", key)
-        hub.register_device("D07", "H1", "7", fixed_key("D07"))
-        gw = gateway_factory(broker, hub_url=hub.url, hub_token=token,
-                             devices=[{"device": "D07", "window": "7"}])
-        assert gw.gateway_key == key
-        dev = device_peers(broker, "D07")
-        sess = gw.post_event(ticket="A023")["session"]
-        dev.rate(1, score=4, sess=sess)
-        forged = dev.sign(2, score=1)
-        forged = type(forged)(**{**forged.__dict__, "sig": "0" * 64})
-        dev.send(forged)
-        dev.wait_ack(2)
-        st = gw.wait_status(lambda st: st["outbox"]["pending"] == 0, timeout=15)
-        assert st["outbox"] == {"pending": 0, "sent": 2, "dead": 1}, gw.log_text()[-2000:]
-        dead = [(r["key"], r["last_error"]) for r in outbox(gw) if r["state"] == "dead"]
-        assert dead == [("rating:D07:2", "bad_signature")]
-        assert json.loads(gw.query("SELECT payload FROM ratings WHERE n = 2")[0]["payload"]) == \
-            forged.payload()  # the gateway keeps what it was sent; the hub judges signatures
-    finally:
-        hub.stop()
+        broker, gateway_factory, device_peers, hub_server):
+    hub = hub_server
+    key = device_key("gateway:H1")
+    token = hub.register_gateway("H1", key)
+    hub.register_device("D07", "H1", "7", device_key("D07"))
+    gw = gateway_factory(broker, hub_url=hub.url, hub_token=token,
+                         devices=[{"device": "D07", "window": "7"}])
+    assert gw.gateway_key == key
+    dev = device_peers(broker, "D07")
+    sess = gw.post_event(ticket="A023")["session"]
+    dev.rate(1, score=4, sess=sess)
+    forged = dev.sign(2, score=1)
+    forged = type(forged)(**{**forged.__dict__, "sig": "0" * 64})
+    dev.send(forged)
+    dev.wait_ack(2)
+    st = gw.wait_status(lambda st: st["outbox"]["pending"] == 0, timeout=15)
+    assert st["outbox"] == {"pending": 0, "sent": 2, "dead": 1}, gw.log_text()[-2000:]
+    dead = [(r["key"], r["last_error"]) for r in outbox(gw) if r["state"] == "dead"]
+    assert dead == [("rating:D07:2", "bad_signature")]
+    assert json.loads(gw.query("SELECT payload FROM ratings WHERE n = 2")[0]["payload"]) == \
+        forged.payload()  # the gateway keeps what it was sent; the hub judges signatures

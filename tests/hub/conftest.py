@@ -1,8 +1,7 @@
-"""Hub test helpers: the store under test (every backend), keys, the vectors."""
+"""Hub test helpers: the store under test (every backend), keys (`device_key`), the vectors."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -10,14 +9,10 @@ from pathlib import Path
 import pytest
 
 from hub.store import HubStore, SQLiteStore
+from tests.fixtures.device import device_key  # noqa: F401 (the hub tests import it from here)
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "ratings.json"
 BACKENDS = ["sqlite"]  # PostgreSQL joins here, and every store test runs on it too
-
-
-def device_key(device: str) -> bytes:
-    """A fixed 32-byte key per device id."""
-    return hashlib.sha256(b"test device key " + device.encode()).digest()
 
 
 def vectors() -> dict:

@@ -66,11 +66,11 @@ def test_a_bound_rating_is_readable_with_every_binding_field(hub_app, hall):
 
 def test_an_unbound_rating_keeps_its_reason_and_the_devices_window(hub_app, hall):
     rating = rated("D08", 5, score=1, sess=None)
-    assert results_of(hub_app.ingest(hall, H1, [rating_item(rating, unbound_reason="no_session")])) \
+    assert results_of(hub_app.ingest(hall, H1, [rating_item(rating, unbound_reason="no_service_in_progress")])) \
         == [("rating:D08:5", "accepted", None)]
     got = hub_app.rating("D08", 5)
     assert (got["bound"], got["unbound_reason"], got["window"], got["session"]) == \
-        (False, "no_session", "8", None)
+        (False, "no_service_in_progress", "8", None)
     assert (got["service"], got["ticket"], got["staff_id"]) == (None, None, None)
     assert (got["level"], got["bad"]) == ("非常不满意", True)
 
@@ -249,7 +249,7 @@ def test_malformed_items_are_rejected_one_by_one(hub_app, hall):
         rating_item(rated("D07", 2), offset_ms=True),
         no_binding,
         rating_item(rated("D07", 2), unbound_reason="because"),
-        rating_item(rated("D07", 2), binding(), unbound_reason="no_session"),
+        rating_item(rated("D07", 2), binding(), unbound_reason="no_service_in_progress"),
         rating_item(rated("D07", 2), binding(window="7/8")),
         rating_item(rated("D07", 2), {"ticket": "A1", "window": "7"}),
         rating_item(rated("D07", 2), "s1"),  # type: ignore[arg-type]
