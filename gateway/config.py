@@ -6,6 +6,7 @@ the JSON file, the defaults below.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,12 @@ from hcp.protocol import DEVICE_RE, HALL_RE, WINDOW_RE
 DB_FILENAME = "gateway.sqlite3"
 
 
+def _identifier(value: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ValueError(f"bad {what} id {value!r}")
+    return value
+
+
 class DeviceSeed(BaseModel):
     """A device and the window it serves, registered when the gateway starts."""
 
@@ -31,16 +38,12 @@ class DeviceSeed(BaseModel):
     @field_validator("device")
     @classmethod
     def _device_id(cls, value: str) -> str:
-        if not DEVICE_RE.fullmatch(value):
-            raise ValueError(f"bad device id {value!r}")
-        return value
+        return _identifier(value, DEVICE_RE, "device")
 
     @field_validator("window")
     @classmethod
     def _window_id(cls, value: str) -> str:
-        if not WINDOW_RE.fullmatch(value):
-            raise ValueError(f"bad window id {value!r}")
-        return value
+        return _identifier(value, WINDOW_RE, "window")
 
 
 class GatewaySettings(BaseSettings):
@@ -73,9 +76,7 @@ class GatewaySettings(BaseSettings):
     @field_validator("hall")
     @classmethod
     def _hall_id(cls, value: str) -> str:
-        if not HALL_RE.fullmatch(value):
-            raise ValueError(f"bad hall id {value!r}")
-        return value
+        return _identifier(value, HALL_RE, "hall")
 
     @field_validator("gateway_key")
     @classmethod
