@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import tty
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -46,7 +47,10 @@ class DeviceProcess:
     as provisioning would; pass None to keep what the flash already holds."""
 
     def __init__(self, flash_dir: Path, config: dict | None = None, key: bytes | None = None,
-                 heapsize: str | None = None, firmware: Path = FIRMWARE, board: str = "host"):
+                 heapsize: str | None = None, firmware: Path = FIRMWARE, board: str = "host",
+                 console: str = "pipe"):
+        """`console`: "pipe" (answers read with `console()`), or "pty": the serial console on a
+        pseudo-terminal whose path, `console_path`, pyserial opens like a USB serial port."""
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.firmware = Path(firmware)
@@ -56,6 +60,12 @@ class DeviceProcess:
             (self.flash_dir / "config.json").write_text(json.dumps(config))
         if key is not None:
             (self.flash_dir / "key.bin").write_bytes(key)
+        if console not in ("pipe", "pty"):
+            raise ValueError(f"console must be 'pipe' or 'pty', not {console!r}")
+        self.console_mode = console
+        self.console_path: str | None = None
+        self._pty_slave: int | None = None
+        self.console_lines: list[str] = []  # pipe mode: every line the console wrote
         self.proc: subprocess.Popen | None = None
         self.console_log = self.flash_dir.parent / f"{self.flash_dir.name}.console.log"
         self._cond = threading.Condition()
@@ -88,8 +98,20 @@ class DeviceProcess:
         with self._cond:
             self._reset_view()
         log = open(self.console_log, "ab")
-        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=log, stderr=log,
-                                     start_new_session=True)
+        if self.console_mode == "pty":
+            # The device holds the master side, as a board holds its end of the USB serial line;
+            # the slave is the tty a technician's tool opens (`console_path`).
+            master, slave = os.openpty()
+            tty.setraw(slave)
+            self._close_pty()
+            self._pty_slave, self.console_path = slave, os.ttyname(slave)
+            self.proc = subprocess.Popen(cmd, env=env, stdin=master, stdout=master, stderr=log,
+                                         start_new_session=True)
+            os.close(master)
+        else:
+            self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=log, start_new_session=True)
+            threading.Thread(target=self._read_console, args=(self.proc,), daemon=True).start()
         log.close()
         try:
             sock, _ = listener.accept()
@@ -103,6 +125,37 @@ class DeviceProcess:
             self.connected = True
         threading.Thread(target=self._read, args=(sock,), daemon=True).start()
         return self
+
+    def _read_console(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            with open(self.console_log, "a") as log:
+                log.write(line + "\n")
+            with self._cond:
+                self.console_lines.append(line)
+                self._cond.notify_all()
+
+    def console(self, line: str, timeout: float = 10.0) -> tuple[str, object]:
+        """Send one console command (pipe mode); -> ("ok", result) or ("err", reason)."""
+        if self.proc is None or self.proc.stdin is None:
+            raise RuntimeError("no console pipe: start the device with console='pipe'")
+        with self._cond:
+            start = len(self.console_lines)
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+        answer: list[str] = []
+
+        def answered() -> bool:
+            for text in self.console_lines[start:]:
+                if text.startswith(("ok ", "err ")):
+                    answer.append(text)
+                    return True
+            return False
+
+        self.wait_for(answered, timeout, f"console answer to {line!r}")
+        kind, _, rest = answer[0].partition(" ")
+        return kind, (json.loads(rest) if kind == "ok" else rest)
 
     def _read(self, sock: socket.socket) -> None:
         buf = b""
@@ -165,7 +218,18 @@ class DeviceProcess:
                 self.kill()
         self._close()
 
+    def _close_pty(self) -> None:
+        if self._pty_slave is not None:
+            os.close(self._pty_slave)
+            self._pty_slave = None
+
     def _close(self) -> None:
+        self._close_pty()
+        if self.proc is not None and self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()  # the reader thread ends at EOF of stdout by itself
+            except OSError:
+                pass
         if self._sock is not None:
             try:
                 self._sock.close()

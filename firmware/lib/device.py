@@ -18,6 +18,7 @@ import ui as _ui
 import wire
 from buttons import Buttons
 from config import Config
+from console import Console
 from flashfs import join, read_json, write_atomic
 from hmac_sha256 import HMAC
 from micropython import const
@@ -31,7 +32,10 @@ RESEND_MS = const(15000)  # a rating published but not acked this long is publis
 NETWORK_TIMEOUT_MS = const(20000)
 WDT_MS = const(8000)  # watchdog timeout: the main loop feeds it every second
 RATING_BUTTONS = ("1", "2", "3", "4", "5")
-COUNTERS = ("press", "rate", "resend", "reconn", "err", "stuck", "badmsg")
+COUNTERS = ("press", "rate", "resend", "reconn", "err", "stuck", "badmsg", "badcon")
+# Config keys whose change needs a new MQTT connection (identity, broker, credentials).
+RECONNECT_KEYS = ("dev", "hall", "broker_host", "broker_port", "mqtt_user", "mqtt_pass", "keepalive_s",
+                  "wifi_ssid", "wifi_pass")
 
 
 class Clock:
@@ -83,8 +87,19 @@ class Device:
         self._identify_until = 0
         self.ui = _ui.UI(board.display, board.leds, board.sound, self.config["lang"])
         self.buttons = None
+        self.selftest = None  # the console's self-test while it runs: it gets every press
+        self.alloc_peak = 0  # highest gc.mem_alloc() seen (sampled by the main loop)
 
     # -- start-up
+    def store_key(self, key):
+        """Provisioning: write the device key (write-only) and use it from now on. -> key id."""
+        if len(key) != 32:
+            raise ValueError("the key must be 32 bytes")
+        write_atomic(join(self.board.flash_root, "key.bin"), key)
+        self._load_key()
+        self._idle()
+        return self.kid
+
     def _load_key(self):
         try:
             with open(join(self.board.flash_root, "key.bin"), "rb") as f:
@@ -146,6 +161,9 @@ class Device:
             self.ui.show(_ui.IDLE)
         self._ui_until = 0
 
+    def show_idle(self):
+        self._idle()
+
     def _flash(self, state, ms):
         """Show a transient state for `ms`, then whatever the device's state calls for."""
         self.ui.show(state)
@@ -180,6 +198,9 @@ class Device:
         self._error("button %s stuck" % name)
 
     def _on_button(self, name):
+        if self.selftest is not None:
+            self.selftest.on_button(name)
+            return
         self.counts["press"] += 1
         if name == "invite":
             if self.config["invite"] and self.session is None and self.ready():
@@ -256,19 +277,54 @@ class Device:
             self.last_error = "bad %s: %s" % (suffix, exc.args[0])
             self.board.event("badmsg", {"topic": suffix, "reason": exc.args[0]})
 
+    def info(self, full=False):
+        """What provisioning and the `info` command may know (never the key or secrets)."""
+        cfg = self.config
+        res = {"dev": cfg["dev"], "hall": cfg["hall"], "window": cfg["window"], "fw": FIRMWARE,
+               "boot": self.boot, "kid": self.kid, "lang": cfg["lang"]}
+        if full:
+            res.update({"proto": 1, "board": self.board.name, "provisioned": self.ready(),
+                        "config": cfg.public(), "outbox": self.outbox.depth(),
+                        "n": self.outbox.last_n, "errors": cfg.errors})
+        return res
+
+    def apply_config(self, changes, reconnect=True):
+        """Validate and store config changes (all or none), then put them into effect.
+        With reconnect=False the caller calls `reconnect_if_needed` itself (after replying)."""
+        changed = self.config.update(changes)
+        cfg = self.config
+        self.ui.lang = cfg["lang"]
+        self.outbox.capacity = cfg["outbox_max"]
+        if self.buttons is not None:
+            self.buttons.stuck_ms = cfg["stuck_ms"]
+        if hasattr(self.board, "set_wifi"):
+            self.board.set_wifi(cfg["wifi_ssid"], cfg["wifi_pass"])
+        if reconnect:
+            self.reconnect_if_needed(changed)
+        if not self._ui_until:
+            self._idle()
+        return changed
+
+    def reconnect_if_needed(self, changed):
+        if any(k in RECONNECT_KEYS for k in changed) and self.mqtt is not None:
+            self.mqtt.lost.set()  # the connection loop closes it and connects with the new values
+
+    def identify(self, secs):
+        if isinstance(secs, bool) or not isinstance(secs, int) or not 1 <= secs <= 300:
+            raise ValueError("s: not an integer in 1..300")
+        self._identify_until = self.clock.ms() + 1000 * secs
+        asyncio.create_task(self._identify())
+
+    def request_reboot(self):
+        asyncio.create_task(self._reboot())
+
     async def _command(self, cid, op, args):
         ok, res = True, {}
         try:
             if op == "info":
-                cfg = self.config
-                res = {"dev": cfg["dev"], "hall": cfg["hall"], "window": cfg["window"],
-                       "fw": FIRMWARE, "boot": self.boot, "kid": self.kid, "lang": cfg["lang"]}
+                res = self.info()
             elif op == "identify":
-                secs = args.get("s", 10)
-                if isinstance(secs, bool) or not isinstance(secs, int) or not 1 <= secs <= 300:
-                    raise ValueError("s: not an integer in 1..300")
-                self._identify_until = self.clock.ms() + 1000 * secs
-                asyncio.create_task(self._identify())
+                self.identify(args.get("s", 10))
             elif op == "time":
                 epoch = args.get("epoch")
                 if isinstance(epoch, bool) or not isinstance(epoch, (int, float)) or epoch < 1.6e9:
@@ -278,10 +334,9 @@ class Device:
                 changes = args.get("set")
                 if not isinstance(changes, dict):
                     raise ValueError("set: not an object")
-                res = {"changed": self.config.update(changes)}
-                self.ui.lang = self.config["lang"]
+                res = {"changed": self.apply_config(changes, reconnect=False)}
             elif op == "reboot":
-                asyncio.create_task(self._reboot())
+                self.request_reboot()
             else:
                 raise ValueError("unknown op " + op)
         except (ValueError, OSError) as exc:
@@ -290,6 +345,8 @@ class Device:
         reply = {"v": 1, "id": cid, "ok": ok}
         reply["res" if ok else "err"] = res
         await self._publish("cmd/reply", wire.compact(reply), 1)
+        if ok and op == "config" and isinstance(res, dict):
+            self.reconnect_if_needed(res["changed"])
 
     async def _identify(self):
         on = True
@@ -394,18 +451,23 @@ class Device:
     async def health_loop(self):
         while True:
             await asyncio.sleep_ms(1000 * self.config["health_s"])
+            self.alloc_peak = max(self.alloc_peak, gc.mem_alloc())
             gc.collect()
             obj = {"v": 1, "boot": self.boot, "up": self.clock.ms(), "heap": gc.mem_free(),
+                   "alloc_peak": self.alloc_peak,
                    "ob": self.outbox.depth(), "fw": FIRMWARE, "rssi": self.board.rssi(),
                    "clock": "mono" if self.wall_offset is None else "set",
                    "cnt": self.counts, "err": self.last_error,
-                   "stuck": self.buttons.stuck_names()}
+                   "stuck": self.buttons.stuck_names() if self.buttons is not None else []}
             await self._publish("health", wire.compact(obj), 0)
 
     async def main_loop(self):
         """Session timeouts, the end of transient screens, and the watchdog."""
         while True:
             self.board.feed_watchdog()
+            alloc = gc.mem_alloc()
+            if alloc > self.alloc_peak:
+                self.alloc_peak = alloc
             now = self.clock.ms()
             if self.session is not None and now >= self.session_deadline:
                 self.close_session("timeout")
@@ -419,9 +481,12 @@ async def _amain(board):
     await board.start()
     dev = Device(board)
     dev.start()
+    assert dev.buttons is not None  # start() made them
     board.start_watchdog(WDT_MS)
+    console = Console(dev, board.console_write)
     await asyncio.gather(dev.buttons.run(), dev.connection_loop(), dev.send_loop(),
-                         dev.health_loop(), dev.main_loop(), board.run())
+                         dev.health_loop(), dev.main_loop(), board.run(),
+                         console.run(board.console_in))
 
 
 def run(board):

@@ -7,6 +7,8 @@ to `text_out` (the USB UART by default). A board with a panel passes its own dis
 """
 
 import asyncio
+import binascii
+import sys
 import time
 
 
@@ -48,6 +50,7 @@ class McuBoard:
         self._wdt = None
         self._reset = reset
         self.unique_id = unique_id
+        self.default_id = "hcp-" + binascii.hexlify(unique_id).decode()  # until provisioned
         self._wifi = None  # (ssid, password), set by the device from its config
 
     async def start(self):
@@ -56,6 +59,14 @@ class McuBoard:
     async def run(self):
         while True:
             await asyncio.sleep_ms(1000)
+
+    @property
+    def console_in(self):
+        """The USB REPL UART: main.py runs instead of the REPL, so stdin is free for the console."""
+        return sys.stdin.buffer
+
+    def console_write(self, text):
+        sys.stdout.write(text)
 
     def sound(self, state):
         if self._buzzer is not None:

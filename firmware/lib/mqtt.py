@@ -151,6 +151,8 @@ class MQTTClient:
 
     async def _read_packet(self):
         r = self._reader
+        if r is None:
+            raise MQTTError("not connected")
         head = await r.readexactly(1)
         n = 0
         shift = 0

@@ -124,7 +124,7 @@ class Outbox:
         with open(self.path, "rb") as f:
             f.seek(entry[0])
             rec = _parse(f.readline())
-        if rec is None or rec[0] != "R" or rec[1] != n:
+        if rec is None or rec[0] != "R" or rec[1] != n or rec[2] is None:
             return None
         return rec[2].encode()
 

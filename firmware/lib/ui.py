@@ -60,6 +60,10 @@ class UI:
         self.display.show(lines, qr if state == PROMPT else None)
         self.sound(state)
 
+    def forget_leds(self):
+        """Something else drove the LEDs (self-test): set every one again on the next show."""
+        self._lit = {}
+
     def blink(self, on):
         """Identify: all LEDs together."""
         for i in range(1, 6):

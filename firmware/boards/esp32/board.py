@@ -1,8 +1,6 @@
 """ESP32 (generic DevKit) board: builds the real pins, Wi-Fi, watchdog and device id.
 Deployed as /board.py next to /main.py. Pin map below is the reference wiring in docs/hardware.md."""
 
-import binascii
-
 from mcu_board import McuBoard
 
 BUTTON_GPIO = {"5": 32, "4": 33, "3": 25, "2": 26, "1": 27, "invite": 14}  # to GND, pull-up
@@ -18,5 +16,4 @@ def Board():
     uid = machine.unique_id()
     board = McuBoard("esp32", buttons, leds, network.WLAN(network.STA_IF),
                      lambda ms: machine.WDT(timeout=ms), uid, machine.reset)
-    board.default_id = "hcp-" + binascii.hexlify(uid).decode()
     return board

@@ -59,7 +59,7 @@ class Board:
         self._reader = None
         self._queue = []  # lines produced before the control connection is up
         self._net = True
-        self._reboot = False
+        self._exit = None  # set to an exit status to end the interpreter (reboot: 75)
         self._fed = time.ticks_ms()
         self._wdt_ms = 0
 
@@ -84,21 +84,24 @@ class Board:
         self._writer.write((line + "\n").encode())
 
     async def run(self):
-        """Apply control commands; flush output; exit the interpreter on reboot."""
-        if self._reader is None:
-            while not self._reboot:
-                await asyncio.sleep_ms(100)
-            raise SystemExit(75)
-        asyncio.create_task(self._flush_loop())
-        while not self._reboot:
+        """Apply control commands; exit the interpreter on reboot (75) or when the runner goes (0)."""
+        if self._reader is not None:
+            asyncio.create_task(self._flush_loop())
+            asyncio.create_task(self._control_loop())
+        while self._exit is None:
+            await asyncio.sleep_ms(50)
+        raise SystemExit(self._exit)
+
+    async def _control_loop(self):
+        while True:
             line = await self._reader.readline()
             if not line:
-                raise SystemExit(0)  # the runner went away: power off
+                self._exit = 0  # the runner went away: power off
+                return
             self._command(line.decode().strip().split())
-        raise SystemExit(75)
 
     async def _flush_loop(self):
-        while True:
+        while self._writer is not None:
             try:
                 await self._writer.drain()
             except OSError:
@@ -127,6 +130,14 @@ class Board:
         self._pressed[name] = 0
 
     # -- what the firmware uses
+    @property
+    def console_in(self):
+        """The serial console: the interpreter's stdin (a pipe or a pty given by the runner)."""
+        return sys.stdin.buffer
+
+    def console_write(self, text):
+        sys.stdout.write(text)
+
     def sound(self, state):
         self.send("sound " + state)
 
@@ -140,7 +151,7 @@ class Board:
         return None
 
     def reboot(self):
-        self._reboot = True
+        self._exit = 75
 
     def start_watchdog(self, timeout_ms):
         """A hung event loop gets the process killed, as a hardware watchdog resets the chip."""

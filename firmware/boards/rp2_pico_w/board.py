@@ -1,8 +1,6 @@
 """Raspberry Pi Pico W board: builds the real pins, Wi-Fi, watchdog and device id.
 Deployed as /board.py next to /main.py. Pin map below is the reference wiring in docs/hardware.md."""
 
-import binascii
-
 from mcu_board import McuBoard
 
 BUTTON_GPIO = {"5": 2, "4": 3, "3": 4, "2": 5, "1": 6, "invite": 7}  # to GND, pull-up
@@ -19,5 +17,4 @@ def Board():
     uid = machine.unique_id()
     board = McuBoard("rp2_pico_w", buttons, leds, network.WLAN(network.STA_IF),
                      lambda ms: machine.WDT(timeout=min(ms, RP2_WDT_MAX_MS)), uid, machine.reset)
-    board.default_id = "hcp-" + binascii.hexlify(uid).decode()
     return board

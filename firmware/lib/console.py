@@ -1,0 +1,129 @@
+"""Serial provisioning console: a line protocol on the USB REPL UART (stdin/stdout on the host board).
+
+One request per line, `<command> [argument]`; one answer line `ok <json>` or `err <reason>`.
+Self-test also writes progress lines `ev <json>` before its answer. Nothing else the device writes to
+the UART starts with `ok `, `err ` or `ev `, so a tool can skip other lines. Documented with
+examples in docs/serial-console.md; `hcp provision` (simulator side) speaks it.
+
+The key is write-only: `key` stores it, no command ever prints it.
+"""
+
+import asyncio
+import binascii
+import json
+
+from micropython import const
+
+PROTO = const(1)
+MAX_LINE = const(600)  # a `config` line with every key fits in well under this
+SELFTEST_LED_MS = const(700)  # each LED stays lit this long for the technician to see
+SELFTEST_BUTTONS = ("5", "4", "3", "2", "1", "invite")
+COMMANDS = ("help", "info", "set", "config", "key", "selftest", "identify", "reboot")
+
+
+class Console:
+    def __init__(self, device, write):
+        self.device = device
+        self._write = write
+        self.selftest_wait = None  # button name the self-test waits for, or None
+        self._pressed = None
+
+    def say(self, kind, obj):
+        self._write(kind + " " + json.dumps(obj) + "\n")
+
+    def fail(self, reason):
+        self.device.counts["badcon"] += 1
+        self._write("err " + reason + "\n")
+
+    async def run(self, stream):
+        reader = asyncio.StreamReader(stream)
+        while True:
+            try:
+                line = await reader.readline()
+            except OSError:
+                return  # no console attached
+            if not line:
+                return  # end of input: the UART was closed (host board) -- stop reading
+            if len(line) > MAX_LINE:
+                self.fail("line too long")
+                continue
+            try:
+                text = line.decode().strip()
+            except UnicodeError:
+                self.fail("not UTF-8")
+                continue
+            if text:
+                await self.handle(text)
+
+    async def handle(self, text):
+        word, _, arg = text.partition(" ")
+        arg = arg.strip()
+        dev = self.device
+        try:
+            if word == "help":
+                self.say("ok", {"proto": PROTO, "commands": COMMANDS})
+            elif word == "info":
+                self.say("ok", dev.info(full=True))
+            elif word == "set":
+                key, _, value = arg.partition(" ")
+                self.say("ok", {"changed": dev.apply_config({key: json.loads(value)})})
+            elif word == "config":
+                changes = json.loads(arg)
+                if not isinstance(changes, dict):
+                    raise ValueError("config takes a JSON object")
+                self.say("ok", {"changed": dev.apply_config(changes)})
+            elif word == "key":
+                if len(arg) != 64:
+                    raise ValueError("key takes 64 hex characters")
+                self.say("ok", {"kid": dev.store_key(binascii.unhexlify(arg))})
+            elif word == "selftest":
+                await self.selftest(int(arg) if arg else 15)
+            elif word == "identify":
+                dev.identify(int(arg) if arg else 10)
+                self.say("ok", {})
+            elif word == "reboot":
+                self.say("ok", {})
+                dev.request_reboot()
+            else:
+                self.fail("unknown command " + word[:20])
+        except (ValueError, TypeError, KeyError) as exc:  # bad JSON, bad hex, bad value
+            self.fail(str(exc) or type(exc).__name__)
+        except OSError as exc:  # flash write failed
+            self.fail("flash: " + str(exc))
+
+    # -- self-test: every LED in turn, then every button on request
+    def on_button(self, name):
+        """Called by the device for every press while a self-test runs."""
+        self._pressed = name
+
+    async def selftest(self, seconds):
+        if not 1 <= seconds <= 120:
+            raise ValueError("selftest takes 1..120 seconds per button")
+        dev = self.device
+        dev.selftest = self
+        leds = ["b1", "b2", "b3", "b4", "b5", "ok", "err"]
+        buttons = {}
+        try:
+            dev.ui.blink(False)
+            for led in leds:
+                self.say("ev", {"step": "led", "led": led})
+                dev.board.leds.set(led, True)
+                await asyncio.sleep_ms(SELFTEST_LED_MS)
+                dev.board.leds.set(led, False)
+            for name in SELFTEST_BUTTONS:
+                self._pressed = None
+                self.say("ev", {"step": "press", "button": name})
+                waited = 0
+                while self._pressed is None and waited < seconds * 1000:
+                    await asyncio.sleep_ms(20)
+                    waited += 20
+                got = self._pressed
+                buttons[name] = got == name
+                self.say("ev", {"step": "pressed", "button": name, "got": got, "ok": got == name})
+        finally:
+            dev.selftest = None
+            dev.ui.forget_leds()
+            dev.show_idle()
+        stuck = dev.buttons.stuck_names()
+        self.say("ok", {"leds": leds, "buttons": buttons, "stuck": stuck,
+                        "passed": all(buttons.values()) and not stuck})
