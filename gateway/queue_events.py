@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from gateway.models import SERVICE_ENDED, ServiceRow
 from gateway.store import Store, Tx
-from hcp.protocol import QueueEvent, encode_prompt_cancel, encode_prompt_open, make_phone_token, topic
+from hcp.protocol import QueueEvent, encode_prompt_cancel, make_phone_token, topic
+from hcp.qr import prompt_payload
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,7 @@ class QueueEvents:
             return NO_DEVICE
         token = make_phone_token(self.gateway_key, self.hall, svc.id, svc.window,
                                  int(now) + PHONE_TOKEN_TTL_S)
-        payload = encode_prompt_open(svc.id, ttl=self.session_ttl_s, ticket=svc.ticket,
-                                     qr=f"{self.phone_base}/r/{token}")
+        payload = prompt_payload(svc.id, self.session_ttl_s, svc.ticket, f"{self.phone_base}/r/{token}")
         svc.session_opened_at, svc.session_device = now, device
         prompts.append(_Prompt(device, payload))
         await tx.count("sessions.opened")

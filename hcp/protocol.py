@@ -225,7 +225,8 @@ def encode_ack(n: int, status: str = "ok") -> bytes:
 
 
 def encode_prompt_open(sess: str, ttl: int | None = None, ticket: str | None = None,
-                       qr: str | None = None) -> bytes:
+                       qr: str | None = None, qr_matrix: tuple[int, bytes] | None = None) -> bytes:
+    """`qr_matrix` is (modules per side, packed bits) from `hcp.qr.matrix_bits(qr)`."""
     obj: dict = {"v": VERSION, "op": "open", "sess": sess}
     if ttl is not None:
         obj["ttl"] = ttl
@@ -233,6 +234,9 @@ def encode_prompt_open(sess: str, ttl: int | None = None, ticket: str | None = N
         obj["tk"] = ticket
     if qr is not None:
         obj["qr"] = qr
+    if qr_matrix is not None:
+        obj["qrs"] = qr_matrix[0]
+        obj["qrm"] = base64.b64encode(qr_matrix[1]).decode("ascii")
     return _compact(obj)
 
 

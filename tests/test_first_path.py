@@ -15,6 +15,7 @@ import time
 import pytest
 
 from hcp import protocol as P
+from hcp.qr import matrix_bits
 from simulator.services import GatewayProcess, HubProcess
 from tests.fixtures.device import device_key
 from tests.fixtures.mqtt import MqttPeer
@@ -55,6 +56,8 @@ def test_button_to_hub(stack, broker, device_factory):
     assert device.display["lines"][-1] == "票号 A023"
     claims = P.verify_phone_token(GATEWAY_KEY, device.display["qr"].rsplit("/r/", 1)[1], time.time())
     assert (claims["hall"], claims["svc"], claims["win"]) == (HALL, session, "7")
+    size, bits = matrix_bits(device.display["qr"])  # the QR code shown is that URL's, module for module
+    assert (device.display["qr_size"], device.display["qr_bits"]) == (size, bits.hex())
 
     device.tap(4)
     device.wait_state("thanks")  # stored on flash first

@@ -4,6 +4,7 @@ canonical bytes fails here."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -12,6 +13,7 @@ import random
 import pytest
 
 from hcp import protocol as P
+from hcp.qr import matrix_bits, unpack
 from tests.conftest import VECTORS
 from tests.fixtures.device import run_micropython
 
@@ -90,11 +92,17 @@ def test_firmware_hmac_equals_cpython_hmac():
     assert out == [hmac.new(k, m, hashlib.sha256).hexdigest() for k, m in pairs]
 
 
+URL = "https://hub.example/r/eyJ2IjoxfQ.sig"
+SIZE, BITS = matrix_bits(URL)
+QRM = base64.b64encode(BITS).decode()
+
 PROMPTS = [
     (P.encode_prompt_open("3f2a9c1e0b7d4a55", 60, "A023", "https://h/r/x"),
-     {"ok": ["open", "3f2a9c1e0b7d4a55", 60, "A023", "https://h/r/x"]}),
-    (P.encode_prompt_open("s1"), {"ok": ["open", "s1", None, None, None]}),
-    (P.encode_prompt_cancel("s1"), {"ok": ["cancel", "s1", None, None, None]}),
+     {"ok": ["open", "3f2a9c1e0b7d4a55", 60, "A023", "https://h/r/x", None]}),
+    (P.encode_prompt_open("s1"), {"ok": ["open", "s1", None, None, None, None]}),
+    (P.encode_prompt_cancel("s1"), {"ok": ["cancel", "s1", None, None, None, None]}),
+    (P.encode_prompt_open("s2", qr=URL, qr_matrix=(SIZE, BITS)),
+     {"ok": ["open", "s2", None, None, URL, [SIZE, BITS.hex()]]}),
     (b'{"v":1,"op":"open"}', {"error": "missing_field:sess"}),
     (b'{"v":1,"op":"open","sess":"-bad"}', {"error": "bad_field:sess"}),
     (b'{"v":1,"op":"open","sess":"s","ttl":0}', {"error": "bad_field:ttl"}),
@@ -104,6 +112,11 @@ PROMPTS = [
     (b'not json', {"error": "bad_json"}),
     (b'[]', {"error": "bad_json"}),
     (b'{"v":1,"op":"open","sess":"s","tk":"' + b"9" * 17 + b'"}', {"error": "bad_field:tk"}),
+    (f'{{"v":1,"op":"open","sess":"s","qrm":"{QRM}"}}'.encode(), {"error": "missing_field:qrs"}),
+    (f'{{"v":1,"op":"open","sess":"s","qrs":{SIZE + 1},"qrm":"{QRM}"}}'.encode(), {"error": "bad_field:qrs"}),
+    (f'{{"v":1,"op":"open","sess":"s","qrs":{SIZE + 4},"qrm":"{QRM}"}}'.encode(), {"error": "bad_field:qrm"}),
+    (b'{"v":1,"op":"open","sess":"s","qrs":21,"qrm":"!!not base64!!"}', {"error": "bad_field:qrm"}),
+    (b'{"v":1,"op":"open","sess":"s","qrs":21,"qrm":7}', {"error": "bad_field:qrm"}),
 ]
 
 
@@ -112,3 +125,17 @@ def test_firmware_decodes_the_gateways_prompts_and_refuses_bad_ones():
     stdin = "".join(json.dumps(raw.decode()) + "\n" for raw, _ in PROMPTS)
     got = [json.loads(line) for line in run_micropython(HERE / "mp_prompts.py", stdin=stdin).splitlines()]
     assert got == [want for _, want in PROMPTS]
+
+
+def test_firmware_draws_the_gateways_qr_matrix_module_for_module():
+    """qr_draw.draw under MicroPython into a real framebuf: every module lands where segno put it."""
+    out = run_micropython(HERE / "mp_qr_draw.py", stdin=f"{SIZE} {BITS.hex()}\n").split()
+    side = int(out[0])
+    rows = out[1:]
+    assert side == (SIZE + 8) * 2 and len(rows) == side
+    want = unpack(SIZE, BITS)
+    for y in range(side):
+        for x in range(side):
+            my, mx = y // 2 - 4, x // 2 - 4
+            dark = 0 <= mx < SIZE and 0 <= my < SIZE and want[my][mx] == 1
+            assert rows[y][x] == ("1" if dark else "0"), (x, y)

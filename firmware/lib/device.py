@@ -170,13 +170,14 @@ class Device:
         self._ui_until = self.clock.ms() + ms
 
     # -- sessions
-    def open_session(self, sess, ttl_s, ticket, qr):
+    def open_session(self, sess, ttl_s, ticket, qr, qr_matrix=None):
+        """qr: the phone page URL; qr_matrix: (size, bits) of its QR code, encoded by the gateway."""
         if sess in self.rated:
             self._flash(_ui.ALREADY, self.config["thanks_ms"])
             return
         self.session = sess
         self.session_ticket = ticket
-        self._qr = qr
+        self._qr = (qr, qr_matrix) if qr or qr_matrix else None
         self.session_deadline = self.clock.ms() + 1000 * (ttl_s or self.config["session_ttl_s"])
         self._rated_until = 0
         self.board.event("session", {"op": "open", "sess": sess})
@@ -265,9 +266,9 @@ class Device:
                     if self.ui.state == _ui.FULL and not self.outbox.full():
                         self._idle()
             elif suffix == "prompt":
-                op, sess, ttl, tk, qr = wire.decode_prompt(payload)
+                op, sess, ttl, tk, qr, qrm = wire.decode_prompt(payload)
                 if op == "open":
-                    self.open_session(sess, ttl, tk, qr)
+                    self.open_session(sess, ttl, tk, qr, qrm)
                 elif self.session == sess:
                     self.close_session("cancel")
             elif suffix == "cmd":

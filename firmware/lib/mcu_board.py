@@ -29,7 +29,8 @@ class UartDisplay:
         self._write = write
 
     def show(self, lines, qr=None):
-        self._write("[display] " + " | ".join(lines) + (" [qr] " + qr if qr else "") + "\n")
+        url = qr[0] if qr else None
+        self._write("[display] " + " | ".join(lines) + (" [qr] " + url if url else "") + "\n")
 
 
 class McuBoard:

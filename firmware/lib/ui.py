@@ -1,6 +1,7 @@
 """What the citizen sees and hears: display text, LEDs and a sound/voice hook per state.
 
-The board gives three drivers: `display.show(lines, qr)` (qr: text to show as a QR code, or None),
+The board gives three drivers: `display.show(lines, qr)` (qr: None, or (url, matrix) with matrix
+(size, packed bits) as the gateway encoded it, or None: see qr_draw.py for drawing it),
 `leds.set(name, on)` for LEDs "b1".."b5" (one per rating button), "ok" and "err", and
 `sound(state)`. The UI only decides what to show; the drivers decide how.
 """

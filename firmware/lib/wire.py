@@ -65,8 +65,25 @@ def _int(obj, name, lo, hi):
     return value
 
 
+def _qr_matrix(obj):
+    """-> (size, packed bits) from the prompt's `qrs`/`qrm` (see hcp/qr.py), or None."""
+    if "qrm" not in obj:
+        return None
+    size = _int(obj, "qrs", 21, 177)
+    if (size - 17) % 4:
+        raise WireError("bad_field:qrs")
+    try:
+        bits = binascii.a2b_base64(obj["qrm"])
+    except (TypeError, ValueError):
+        raise WireError("bad_field:qrm")
+    if len(bits) != (size * size + 7) // 8:
+        raise WireError("bad_field:qrm")
+    return size, bits
+
+
 def decode_prompt(raw):
-    """-> ("open", sess, ttl or None, ticket or None, qr or None) or ("cancel", sess, ...)."""
+    """-> ("open", sess, ttl or None, ticket or None, qr or None, (size, bits) or None)
+    or ("cancel", sess, None, None, None, None)."""
     obj = _object(raw)
     op = obj.get("op")
     if op not in ("open", "cancel"):
@@ -77,7 +94,7 @@ def decode_prompt(raw):
     if not valid_id(sess, 40):
         raise WireError("bad_field:sess")
     if op == "cancel":
-        return ("cancel", sess, None, None, None)
+        return ("cancel", sess, None, None, None, None)
     ttl = _int(obj, "ttl", 1, 3600) if "ttl" in obj else None
     tk = obj.get("tk")
     if tk is not None and (not isinstance(tk, str) or len(tk) > 16):
@@ -85,7 +102,7 @@ def decode_prompt(raw):
     qr = obj.get("qr")
     if qr is not None and (not isinstance(qr, str) or len(qr) > 512):
         raise WireError("bad_field:qr")
-    return ("open", sess, ttl, tk, qr)
+    return ("open", sess, ttl, tk, qr, _qr_matrix(obj))
 
 
 def decode_ack(raw):

@@ -1,6 +1,6 @@
 # Runs under MicroPython: decodes each stdin line (a JSON string holding a raw payload) with
-# wire.decode_prompt and prints the result or the error reason as JSON.
-import sys, json
+# wire.decode_prompt and prints the result (QR bits as hex) or the error reason as JSON.
+import sys, json, binascii
 import wire
 
 for line in sys.stdin:
@@ -9,6 +9,9 @@ for line in sys.stdin:
         continue
     raw = json.loads(line)
     try:
-        print(json.dumps({"ok": list(wire.decode_prompt(raw.encode()))}))
+        got = list(wire.decode_prompt(raw.encode()))
+        if got[5] is not None:
+            got[5] = [got[5][0], binascii.hexlify(got[5][1]).decode()]
+        print(json.dumps({"ok": got}))
     except wire.WireError as e:
         print(json.dumps({"error": e.args[0]}))

@@ -15,6 +15,7 @@ docs/host-board.md. Without HCP_HOST_CONTROL the board runs headless (buttons ne
 
 import _thread
 import asyncio
+import binascii
 import json
 import os
 import sys
@@ -30,9 +31,15 @@ class _Display:
         self.qr = None
 
     def show(self, lines, qr=None):
+        """Reports the text lines, the QR code's URL and its modules (hex of the packed bits)."""
         self.lines = lines
         self.qr = qr
-        self._board.send("display " + json.dumps({"lines": lines, "qr": qr}))
+        url, matrix = qr if qr else (None, None)
+        shown = {"lines": lines, "qr": url}
+        if matrix:
+            shown["qr_size"] = matrix[0]
+            shown["qr_bits"] = binascii.hexlify(matrix[1]).decode()
+        self._board.send("display " + json.dumps(shown))
 
 
 class _Leds:
@@ -93,7 +100,7 @@ class Board:
         raise SystemExit(self._exit)
 
     async def _control_loop(self):
-        while True:
+        while self._reader is not None:
             line = await self._reader.readline()
             if not line:
                 self._exit = 0  # the runner went away: power off
