@@ -5,19 +5,29 @@
     C <n> <crc>             compaction header: the counter had reached n
 
 `crc` is the CRC-32 (8 hex digits) of the record's other fields joined by spaces. A rating costs
-two flash writes: the R append (which also persists the counter, so an id is never reused) and the
-A append. A power cut in the middle of an append leaves a torn last line; `load` drops it (that
+two flash writes: its R record (which also persists the counter, so an id is never reused) and its
+A record. A power cut in the middle of an append leaves a torn last line; `load` drops it (that
 rating never reached "thank you", so its number was never used) and rewrites the journal.
-When acked records take more than half of a large journal, it is rewritten (temp file + rename)
-with a C header and the pending records only.
+When acked records take more than half of a large journal, the next rating is not appended: the
+journal is rewritten (temp file + rename) with a C header, the pending records and the new one, so
+compaction never costs a write of its own. The rewrite streams record by record: a full outbox is
+never held in RAM.
 """
 
 import binascii
+import os
 
-from flashfs import join, write_atomic
+from flashfs import join
 from micropython import const
 
 COMPACT_BYTES = const(8192)  # rewrite the journal once it is this large and mostly acked
+_LEN_BITS = const(12)  # a record is shorter than 4096 bytes (payloads are at most 1024)
+_LEN_MASK = const(4095)
+
+
+def _entry(offset, length):
+    """Where a pending record is, as one small int: no heap allocation per rating."""
+    return (offset << _LEN_BITS) | length
 
 
 def _crc(text):
@@ -65,7 +75,8 @@ class Outbox:
         self.writes = 0  # flash writes (appends and rewrites) since boot
         self.bytes_written = 0
         self.repaired = 0  # torn or corrupt records dropped at load
-        self._pending = {}  # n -> (offset, length) of its R record
+        self.unreadable = 0  # pending records that could not be read back when compacting
+        self._pending = {}  # n -> _entry(offset, length) of its R record
         self._size = 0
         self._dead = 0  # bytes of records that no longer matter
 
@@ -91,12 +102,12 @@ class Outbox:
                     break
                 kind, n, _payload = rec
                 if kind == "R":
-                    self._pending[n] = (offset, len(line))
+                    self._pending[n] = _entry(offset, len(line))
                     if n > self.last_n:
                         self.last_n = n
                 elif kind == "A":
                     entry = self._pending.pop(n, None)
-                    self._dead += len(line) + (entry[1] if entry else 0)
+                    self._dead += len(line) + (entry & _LEN_MASK if entry is not None else 0)
                 else:
                     self.last_n = max(self.last_n, n)
                     self._dead += len(line)
@@ -122,7 +133,7 @@ class Outbox:
         if entry is None:
             return None
         with open(self.path, "rb") as f:
-            f.seek(entry[0])
+            f.seek(entry >> _LEN_BITS)
             rec = _parse(f.readline())
         if rec is None or rec[0] != "R" or rec[1] != n or rec[2] is None:
             return None
@@ -144,8 +155,11 @@ class Outbox:
             raise ValueError("counter must be contiguous")
         text = payload.decode() if isinstance(payload, (bytes, bytearray)) else payload
         data = _record("R", n, text)
-        offset = self._append(data)
-        self._pending[n] = (offset, len(data))
+        if self._size > COMPACT_BYTES and self._dead * 2 > self._size:
+            self.compact((n, data))  # the rewrite carries the new rating: still one write
+        else:
+            offset = self._append(data)
+            self._pending[n] = _entry(offset, len(data))
         self.last_n = n
 
     def ack(self, n):
@@ -156,29 +170,41 @@ class Outbox:
         data = _record("A", n)
         self._append(data)
         del self._pending[n]
-        self._dead += entry[1] + len(data)
-        if self._size > COMPACT_BYTES and self._dead * 2 > self._size:
-            self.compact()
+        self._dead += (entry & _LEN_MASK) + len(data)
         return True
 
-    def compact(self):
-        """Rewrite the journal with only a C header and the pending ratings (atomically)."""
-        out = [_record("C", self.last_n)]
-        payloads = []
-        for n in sorted(self._pending):
-            body = self.payload(n)
-            if body is not None:
-                payloads.append((n, _record("R", n, body.decode())))
+    def compact(self, extra=None):
+        """Rewrite the journal atomically with a C header, the pending ratings and `extra`
+        ((n, record bytes) of a new rating), streaming one record at a time."""
+        tmp = self.path + ".tmp"
         pending = {}
-        offset = len(out[0])
-        for n, data in payloads:
-            pending[n] = (offset, len(data))
-            offset += len(data)
-            out.append(data)
-        blob = b"".join(out)
-        write_atomic(self.path, blob)
+        with open(tmp, "wb") as out:
+            head = _record("C", self.last_n)
+            out.write(head)
+            size = len(head)
+            try:
+                src = open(self.path, "rb")
+            except OSError:
+                src = None
+            if src is not None:
+                with src:
+                    for n in sorted(self._pending, key=self._pending.get):  # in file order
+                        src.seek(self._pending[n] >> _LEN_BITS)
+                        line = src.readline()
+                        rec = _parse(line)
+                        if rec is None or rec[0] != "R" or rec[1] != n:
+                            self.unreadable += 1
+                            continue
+                        out.write(line)
+                        pending[n] = _entry(size, len(line))
+                        size += len(line)
+            if extra is not None:
+                out.write(extra[1])
+                pending[extra[0]] = _entry(size, len(extra[1]))
+                size += len(extra[1])
+        os.rename(tmp, self.path)  # the commit: a power cut before it leaves the old journal
         self.writes += 1
-        self.bytes_written += len(blob)
+        self.bytes_written += size
         self._pending = pending
-        self._size = len(blob)
-        self._dead = len(out[0])
+        self._size = size
+        self._dead = len(head)
