@@ -257,6 +257,10 @@ class DeviceProcess:
     def network(self, up: bool) -> None:
         self.send(f"net {'up' if up else 'down'}")
 
+    def hang(self, ms: int) -> None:
+        """Fault injection: block the firmware's event loop for `ms` (docs/host-board.md)."""
+        self.send(f"hang {ms}")
+
     # -- waiting for what the device shows
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout

@@ -177,3 +177,19 @@ def test_info_command_never_reveals_the_key(broker, peer, device_factory):
     assert reply["ok"] and reply["res"]["kid"] == P.key_id(device_key("D07"))
     text = json.dumps(reply)
     assert device_key("D07").hex() not in text and "secret-pass" not in text
+
+
+def test_a_hung_main_loop_is_reset_by_the_watchdog(broker, peer, device_factory):
+    dev = device_factory(broker=broker)
+    _online(dev, peer)
+    dev.hang(2000)  # shorter than the watchdog's 8 s: the device carries on
+    time.sleep(2.5)
+    assert dev.running
+    started = time.monotonic()
+    dev.hang(60_000)
+    dev.proc.wait(timeout=20)
+    assert dev.proc.returncode == -9  # killed, as a hardware watchdog resets the chip
+    assert 7 <= time.monotonic() - started <= 15
+    assert "watchdog: main loop hung" in dev.console_text()
+    dev.start()  # power comes back: a new boot
+    assert dev.wait_event("boot").data["boot"] == 2

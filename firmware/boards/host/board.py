@@ -5,6 +5,7 @@ simulator's device runner, `simulator/device_process.py`), given as HCP_HOST_CON
 It carries what a person would do to and see on a real device:
 
   runner -> device   press <button> | release <button> | tap <button> [ms] | net <up|down>
+                     | hang <ms> (fault injection: block the event loop)
   device -> runner   hello <json> | led <name> <0|1> | display <json> | sound <state>
                      | event <name> <json>
 
@@ -129,6 +130,8 @@ class Board:
                 self._pressed[name] = 1 if op == "press" else 0
         elif op == "net" and len(words) > 1:
             self._net = words[1] == "up"
+        elif op == "hang" and len(words) > 1:
+            time.sleep_ms(int(words[1]))  # fault injection: the event loop stops, as in a firmware bug
         else:
             self.send("event badctl " + json.dumps({"line": " ".join(words)}))
 
