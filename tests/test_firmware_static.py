@@ -117,3 +117,15 @@ def test_pyright_rejects_cpython_only_code(config: Path, tmp_path: Path):
                       "uses_dataclasses.py": ["reportMissingImports"],
                       "uses_removeprefix.py": ["reportAttributeAccessIssue"]}, \
         _show(out["generalDiagnostics"])
+
+
+CPYTHON_ONLY = ("typing", "__future__", "dataclasses", "logging", "hmac", "abc", "enum", "pathlib")
+
+
+def test_no_module_that_micropython_lacks_is_imported():
+    """pyright's stubs know `typing`; the unix port and the boards do not have it (DESIGN.md)."""
+    import re
+    pattern = re.compile(r"^\s*(?:import|from)\s+(" + "|".join(map(re.escape, CPYTHON_ONLY)) + r")\b", re.M)
+    offenders = {p.relative_to(FIRMWARE).as_posix(): m.group(1)
+                 for p in FILES for m in [pattern.search(p.read_text())] if m}
+    assert offenders == {}
