@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,6 +129,9 @@ class MqttLink:
         if reason.is_failure:
             log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason)
             return
+        sock = client.socket()
+        if isinstance(sock, socket.socket):  # acks and prompts are small: send each one at once
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe([(t, SUBSCRIBE_QOS) for t in self.subscriptions])
         log.info("connected to %s:%d (session present: %s)", self.host, self.port,
                  flags.session_present)

@@ -232,6 +232,10 @@ class DeviceProcess:
                 pass
         if self._sock is not None:
             try:
+                self._sock.shutdown(socket.SHUT_RDWR)  # so a still-running firmware sees EOF
+            except OSError:
+                pass
+            try:
                 self._sock.close()
             except OSError:
                 pass

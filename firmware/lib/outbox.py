@@ -65,6 +65,27 @@ def _parse(line):
     return kind, n, payload
 
 
+def _lines(f, block=512):
+    """The file's lines, read in blocks (a file's readline() reads one byte per call); the last one
+    may lack its newline (a torn append)."""
+    rest = b""
+    while True:
+        chunk = f.read(block)
+        if not chunk:
+            break
+        rest += chunk
+        start = 0
+        while True:
+            end = rest.find(b"\n", start)
+            if end < 0:
+                break
+            yield rest[start:end + 1]
+            start = end + 1
+        rest = rest[start:]
+    if rest:
+        yield rest
+
+
 class Outbox:
     """Ratings kept on flash until the gateway acks them. Bounded: `full()` refuses new ones."""
 
@@ -92,10 +113,7 @@ class Outbox:
         except OSError:
             return
         with f:
-            while True:
-                line = f.readline()
-                if not line:
-                    break
+            for line in _lines(f):
                 rec = _parse(line)
                 if rec is None:
                     torn = True
@@ -134,7 +152,7 @@ class Outbox:
             return None
         with open(self.path, "rb") as f:
             f.seek(entry >> _LEN_BITS)
-            rec = _parse(f.readline())
+            rec = _parse(f.read(entry & _LEN_MASK))  # one read: readline() reads byte by byte
         if rec is None or rec[0] != "R" or rec[1] != n or rec[2] is None:
             return None
         return rec[2].encode()
@@ -190,7 +208,7 @@ class Outbox:
                 with src:
                     for n in sorted(self._pending, key=lambda k: self._pending[k]):  # in file order
                         src.seek(self._pending[n] >> _LEN_BITS)
-                        line = src.readline()
+                        line = src.read(self._pending[n] & _LEN_MASK)
                         rec = _parse(line)
                         if rec is None or rec[0] != "R" or rec[1] != n:
                             self.unreadable += 1
