@@ -163,15 +163,16 @@ class Forwarder:
 
     async def _failed(self, seqs: list[int], exc: Exception) -> None:
         now = self._clock()
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        async with self.store.transaction() as tx:
+            await tx.outbox_failed(seqs, error)
+            await tx.count("forward.errors")
+        # The link state changes after the commit, so status never runs ahead of the outbox rows.
         link = self.link
         link.failures += 1
         link.state = exc.link_state if isinstance(exc, HubAnswerError) else "down"
-        link.last_error, link.last_error_at = f"{type(exc).__name__}: {exc}"[:300], now
+        link.last_error, link.last_error_at = error, now
         delay = self.backoff.delay(link.failures)
         link.next_retry_at = now + delay
-        log.warning("forwarding %d items failed (%s); retry in %.1fs", len(seqs), link.last_error,
-                    delay)
-        async with self.store.transaction() as tx:
-            await tx.outbox_failed(seqs, link.last_error)
-            await tx.count("forward.errors")
+        log.warning("forwarding %d items failed (%s); retry in %.1fs", len(seqs), error, delay)
         await asyncio.sleep(delay)
