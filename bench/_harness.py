@@ -280,13 +280,9 @@ class GatewayPeer:
         self.wait_for(lambda: self.connects >= count, timeout, f"gateway peer connect #{count}")
 
     def wait_for(self, pred, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while not pred():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"gateway peer: timed out waiting for {what}")
-                self._cond.wait(left)
+            if not self._cond.wait_for(pred, timeout):
+                raise TimeoutError(f"gateway peer: timed out waiting for {what}")
 
     def close(self) -> None:
         try:

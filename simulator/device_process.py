@@ -267,17 +267,13 @@ class DeviceProcess:
 
     # -- waiting for what the device shows
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"device {self.flash_dir.name}: timed out waiting for "
-                                       f"{what or predicate}; state={self.state} "
-                                       f"display={self.display} last events="
-                                       f"{[(e.name, e.data) for e in self.events[-8:]]}\n"
-                                       f"console: {self.console_text()[-2000:]}")
-                self._cond.wait(left)
+            if not self._cond.wait_for(predicate, timeout):
+                raise TimeoutError(f"device {self.flash_dir.name}: timed out waiting for "
+                                   f"{what or predicate}; state={self.state} "
+                                   f"display={self.display} last events="
+                                   f"{[(e.name, e.data) for e in self.events[-8:]]}\n"
+                                   f"console: {self.console_text()[-2000:]}")
 
     def wait_state(self, state: str, timeout: float = 10.0) -> None:
         self.wait_for(lambda: self.state == state, timeout, f"state {state}")

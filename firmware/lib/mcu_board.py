@@ -8,8 +8,9 @@ to `text_out` (the USB UART by default). A board with a panel passes its own dis
 
 import asyncio
 import binascii
-import sys
 import time
+
+from stdio_console import StdioConsole
 
 
 class _Leds:
@@ -33,7 +34,7 @@ class UartDisplay:
         self._write("[display] " + " | ".join(lines) + (" [qr] " + url if url else "") + "\n")
 
 
-class McuBoard:
+class McuBoard(StdioConsole):
     def __init__(self, name, button_pins, led_pins, wlan, make_wdt, unique_id, reset,
                  display=None, buzzer=None, text_out=None, flash_root="/"):
         """button_pins: name -> Pin (input, pull-up, pressed = 0); led_pins: name -> Pin (output);
@@ -60,14 +61,6 @@ class McuBoard:
     async def run(self):
         while True:
             await asyncio.sleep_ms(1000)
-
-    @property
-    def console_in(self):
-        """The USB REPL UART: main.py runs instead of the REPL, so stdin is free for the console."""
-        return sys.stdin.buffer
-
-    def console_write(self, text):
-        sys.stdout.write(text)
 
     def sound(self, state):
         if self._buzzer is not None:

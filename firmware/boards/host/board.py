@@ -22,6 +22,8 @@ import os
 import sys
 import time
 
+from stdio_console import StdioConsole
+
 BUTTONS = ("1", "2", "3", "4", "5", "invite")
 
 
@@ -53,7 +55,7 @@ class _Leds:
         self._board.send("led %s %d" % (name, 1 if on else 0))
 
 
-class Board:
+class Board(StdioConsole):
     name = "host"
 
     def __init__(self):
@@ -146,14 +148,6 @@ class Board:
         self._pressed[name] = 0
 
     # -- what the firmware uses
-    @property
-    def console_in(self):
-        """The serial console: the interpreter's stdin (a pipe or a pty given by the runner)."""
-        return sys.stdin.buffer
-
-    def console_write(self, text):
-        sys.stdout.write(text)
-
     def sound(self, state):
         self.send("sound " + state)
 
