@@ -130,7 +130,8 @@ def build_mpy_firmware(dest: Path, board: str = "host") -> Path:
     jobs = [(p, dest / "lib" / (p.stem + ".mpy")) for p in sorted((FIRMWARE / "lib").glob("*.py"))]
     jobs.append((FIRMWARE / "boards" / board / "board.py", dest / "boards" / board / "board.mpy"))
     for src, out in jobs:
-        subprocess.run([mpy_cross, "-o", str(out), str(src)], check=True, capture_output=True)
+        # -s: the name tracebacks show, as on a device (a full host path would cost heap per module)
+        subprocess.run([mpy_cross, "-s", src.name, "-O3", "-o", str(out), str(src)], check=True, capture_output=True)
     shutil.copy(FIRMWARE / "main.py", dest / "main.py")
     return dest
 
@@ -153,8 +154,10 @@ gc.collect()
 print("OK", gc.mem_alloc(), gc.mem_free(), base, sizes)
 """
 # leaves first, so each module's figure is its own (a module missing from the tree is skipped)
-FIRMWARE_MODULES = ("asyncio", "flashfs", "hmac_sha256", "wire", "strings", "qr_draw", "ui", "buttons",
-                    "config", "console", "outbox", "mqtt", "board", "device")
+# What main.py's imports load and keep (cold modules -- admin, config, console, journal, strings -- are
+# loaded per call and are not resident; qr_draw is imported only by boards with a panel).
+FIRMWARE_MODULES = ("asyncio", "flashfs", "hmac_sha256", "wire", "ui", "buttons", "outbox", "mqtt", "board",
+                    "device")
 
 
 def import_probe(firmware: Path, heapsize: str | None, board: str = "host") -> dict:

@@ -14,45 +14,39 @@ class Buttons:
     poll_ms = 10
 
     def __init__(self, pins, on_press, on_stuck, stuck_ms=10000, ticks_ms=time.ticks_ms):
-        self.pins = pins
         self.on_press = on_press
         self.on_stuck = on_stuck
         self.stuck_ms = stuck_ms
         self.ticks_ms = ticks_ms
         now = ticks_ms()
-        self._raw = {}
-        self._state = {}
-        self._since = {}
-        self._down_at = {}
-        self.stuck = {}
+        # one list per button: [name, pin, raw, state, raw changed at, went down at, stuck]
+        self._buttons = []
         for name, pin in pins.items():
             v = 1 if pin() else 0
-            self._raw[name] = self._state[name] = v
-            self._since[name] = self._down_at[name] = now
-            self.stuck[name] = False
+            self._buttons.append([name, pin, v, v, now, now, False])
 
     def poll(self):
         now = self.ticks_ms()
-        for name, pin in self.pins.items():
+        for b in self._buttons:
+            name, pin, raw_was, state, since, down_at, stuck = b
             raw = 1 if pin() else 0
-            if raw != self._raw[name]:
-                self._raw[name] = raw
-                self._since[name] = now
-            elif raw != self._state[name] and time.ticks_diff(now, self._since[name]) >= self.debounce_ms:
-                self._state[name] = raw
+            if raw != raw_was:
+                b[2] = raw
+                b[4] = now
+            elif raw != state and time.ticks_diff(now, since) >= self.debounce_ms:
+                b[3] = state = raw
                 if raw:
-                    self._down_at[name] = now
-                    if not self.stuck[name]:
+                    b[5] = down_at = now
+                    if not stuck:
                         self.on_press(name)
                 else:
-                    self.stuck[name] = False
-            if (self._state[name] and not self.stuck[name]
-                    and time.ticks_diff(now, self._down_at[name]) > self.stuck_ms):
-                self.stuck[name] = True
+                    b[6] = stuck = False
+            if state and not stuck and time.ticks_diff(now, down_at) > self.stuck_ms:
+                b[6] = True
                 self.on_stuck(name)
 
     def stuck_names(self):
-        return [n for n, s in self.stuck.items() if s]
+        return [b[0] for b in self._buttons if b[6]]
 
     async def run(self):
         while True:

@@ -2,6 +2,9 @@
 
 A missing or corrupt file, or a bad value, never stops the device: it falls back to the default
 for that key and reports the problem (`errors`) in health.
+
+Cold code (docs/firmware.md, "Memory"): the device runs this module with `flashfs.run_cold` at boot
+and when a config change arrives, and keeps only the values dict, not this code.
 """
 
 from flashfs import join, read_json, write_atomic
@@ -52,44 +55,38 @@ def check(key, value):
     return None
 
 
-class Config:
-    def __init__(self, root):
-        self.path = join(root, FILE)
-        self.values = {k: v[0] for k, v in SCHEMA.items()}
-        self.errors = []  # problems found at load, reported in health
+def load(root):
+    """-> (values, errors): every key of SCHEMA, from the file where valid, else its default; errors
+    are the problems found (reported in health). Never raises for a bad file."""
+    values = {k: v[0] for k, v in SCHEMA.items()}
+    errors = []
+    obj, problem = read_json(join(root, FILE))
+    if problem == "corrupt" or (obj is not None and not isinstance(obj, dict)):
+        errors.append("config corrupt: defaults in use")
+        return values, errors
+    for key, value in (obj or {}).items():
+        reason = check(key, value)
+        if reason is None:
+            values[key] = value
+        else:
+            errors.append("config %s: %s" % (key, reason))
+    return values, errors
 
-    def load(self):
-        obj, problem = read_json(self.path)
-        if problem == "corrupt" or (obj is not None and not isinstance(obj, dict)):
-            self.errors.append("config corrupt: defaults in use")
-            return
-        for key, value in (obj or {}).items():
-            reason = check(key, value)
-            if reason is None:
-                self.values[key] = value
-            else:
-                self.errors.append("config %s: %s" % (key, reason))
 
-    def __getitem__(self, key):
-        return self.values[key]
+def update(root, values, changes):
+    """Validate every change, then write them all at once. -> (new values, changed keys).
+    Raises ValueError("key: reason") and writes nothing if any value is bad."""
+    for key, value in changes.items():
+        reason = check(key, value)
+        if reason is not None:
+            raise ValueError(key + ": " + reason)
+    changed = [k for k, v in changes.items() if values[k] != v]
+    if changed:
+        values = dict(values)
+        values.update(changes)
+        write_atomic(join(root, FILE), compact(values))
+    return values, changed
 
-    def update(self, changes):
-        """Validate every change, then write them all at once. -> list of changed keys.
-        Raises ValueError("key: reason") and changes nothing if any value is bad."""
-        for key, value in changes.items():
-            reason = check(key, value)
-            if reason is not None:
-                raise ValueError(key + ": " + reason)
-        changed = [k for k, v in changes.items() if self.values[k] != v]
-        if changed:
-            new = dict(self.values)
-            new.update(changes)
-            write_atomic(self.path, compact(new))
-            self.values = new
-        return changed
 
-    def public(self):
-        return {k: v for k, v in self.values.items() if k not in SECRET}
-
-    def provisioned(self):
-        return bool(self.values["dev"] and self.values["hall"])
+def public(values):
+    return {k: v for k, v in values.items() if k not in SECRET}

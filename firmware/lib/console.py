@@ -6,12 +6,16 @@ the UART starts with `ok `, `err ` or `ev `, so a tool can skip other lines. Doc
 examples in docs/serial-console.md; `hcp provision` (simulator side) speaks it.
 
 The key is write-only: `key` stores it, no command ever prints it.
+
+Cold code (docs/firmware.md, "Memory"): the device's console loop (`Device.console_loop`) reads
+each line and runs `handle` with `flashfs.run_cold_async`.
 """
 
 import asyncio
 import binascii
 import json
 
+from flashfs import run_cold
 from micropython import const
 
 PROTO = const(1)
@@ -21,11 +25,25 @@ SELFTEST_BUTTONS = ("5", "4", "3", "2", "1", "invite")
 COMMANDS = ("help", "info", "set", "config", "key", "selftest", "identify", "reboot")
 
 
+async def handle(device, write, line):
+    """Run one console line (bytes, as read)."""
+    con = Console(device, write)
+    if len(line) > MAX_LINE:
+        con.fail("line too long")
+        return
+    try:
+        text = line.decode().strip()
+    except UnicodeError:
+        con.fail("not UTF-8")
+        return
+    if text:
+        await con.handle(text)
+
+
 class Console:
     def __init__(self, device, write):
         self.device = device
         self._write = write
-        self.selftest_wait = None  # button name the self-test waits for, or None
         self._pressed = None
 
     def say(self, kind, obj):
@@ -35,26 +53,6 @@ class Console:
         self.device.counts["badcon"] += 1
         self._write("err " + reason + "\n")
 
-    async def run(self, stream):
-        reader = asyncio.StreamReader(stream)
-        while True:
-            try:
-                line = await reader.readline()
-            except OSError:
-                return  # no console attached
-            if not line:
-                return  # end of input: the UART was closed (host board) -- stop reading
-            if len(line) > MAX_LINE:
-                self.fail("line too long")
-                continue
-            try:
-                text = line.decode().strip()
-            except UnicodeError:
-                self.fail("not UTF-8")
-                continue
-            if text:
-                await self.handle(text)
-
     async def handle(self, text):
         word, _, arg = text.partition(" ")
         arg = arg.strip()
@@ -63,27 +61,27 @@ class Console:
             if word == "help":
                 self.say("ok", {"proto": PROTO, "commands": COMMANDS})
             elif word == "info":
-                self.say("ok", dev.info(full=True))
+                self.say("ok", run_cold("admin", "info", dev, True))
             elif word == "set":
                 key, _, value = arg.partition(" ")
-                self.say("ok", {"changed": dev.apply_config({key: json.loads(value)})})
+                self.say("ok", {"changed": run_cold("admin", "apply_config", dev, {key: json.loads(value)})})
             elif word == "config":
                 changes = json.loads(arg)
                 if not isinstance(changes, dict):
                     raise ValueError("config takes a JSON object")
-                self.say("ok", {"changed": dev.apply_config(changes)})
+                self.say("ok", {"changed": run_cold("admin", "apply_config", dev, changes)})
             elif word == "key":
                 if len(arg) != 64:
                     raise ValueError("key takes 64 hex characters")
-                self.say("ok", {"kid": dev.store_key(binascii.unhexlify(arg))})
+                self.say("ok", {"kid": run_cold("admin", "store_key", dev, binascii.unhexlify(arg))})
             elif word == "selftest":
                 await self.selftest(int(arg) if arg else 15)
             elif word == "identify":
-                dev.identify(int(arg) if arg else 10)
+                run_cold("admin", "identify", dev, int(arg) if arg else 10)
                 self.say("ok", {})
             elif word == "reboot":
                 self.say("ok", {})
-                dev.request_reboot()
+                run_cold("admin", "request_reboot", dev)
             else:
                 self.fail("unknown command " + word[:20])
         except (ValueError, TypeError, KeyError) as exc:  # bad JSON, bad hex, bad value

@@ -7,6 +7,11 @@ The order that makes a press safe: take the next counter value, sign, append the
 journal (which persists the counter in the same write), and only then show "thank you". The rating
 stays in the journal until the gateway's `ack` for its number arrives; it is (re)sent after every
 (re)connect and after every reboot.
+
+This module is what stays in RAM while the device counts presses. What happens rarely (start-up,
+provisioning, commands, config changes, the console's commands, reading the whole journal) is in
+admin.py, config.py, console.py and journal.py, run with `flashfs.run_cold` for each use: see
+docs/firmware.md, "Memory".
 """
 
 import asyncio
@@ -17,60 +22,40 @@ import time
 import ui as _ui
 import wire
 from buttons import Buttons
-from config import Config
-from console import Console
-from flashfs import join, read_json, write_atomic
-from hmac_sha256 import HMAC
+from flashfs import run_cold, run_cold_async
 from micropython import const
 from mqtt import MQTTClient
 from outbox import Outbox
+
+# asyncio imports these submodules on first use; importing them now, while the heap is still empty,
+# keeps their code together instead of in holes left between the device's own objects
+_PRELOAD = (asyncio.Event, asyncio.Lock, asyncio.open_connection, asyncio.wait_for_ms)
 
 FIRMWARE = "0.1.0"
 BACKOFF_MIN_MS = const(500)  # first reconnect delay; doubles up to BACKOFF_MAX_MS
 BACKOFF_MAX_MS = const(30000)  # a hall broker restart takes seconds; do not wait minutes
 RESEND_MS = const(15000)  # a rating published but not acked this long is published again
 NETWORK_TIMEOUT_MS = const(20000)
-WDT_MS = const(8000)  # watchdog timeout: the main loop feeds it every second
+WDT_MS = const(8000)  # watchdog timeout: the main loop feeds it every 100 ms
 RATING_BUTTONS = ("1", "2", "3", "4", "5")
 COUNTERS = ("press", "rate", "resend", "reconn", "err", "stuck", "badmsg", "badcon")
-# Config keys whose change needs a new MQTT connection (identity, broker, credentials).
-RECONNECT_KEYS = ("dev", "hall", "broker_host", "broker_port", "mqtt_user", "mqtt_pass", "keepalive_s",
-                  "wifi_ssid", "wifi_pass")
-
-
-class Clock:
-    """Milliseconds since boot that do not wrap (ticks_ms wraps after ~12 days on some ports).
-    `ms()` must be called at least every few days; the health loop does."""
-
-    def __init__(self, ticks_ms=time.ticks_ms):
-        self._ticks = ticks_ms
-        self._last = ticks_ms()
-        self._acc = 0
-
-    def ms(self):
-        now = self._ticks()
-        self._acc += time.ticks_diff(now, self._last)
-        self._last = now
-        return self._acc
 
 
 class Device:
+    firmware = FIRMWARE
+
     def __init__(self, board):
         self.board = board
-        root = board.flash_root
-        self.config = Config(root)
-        self.config.load()
+        self.config, self.config_errors = run_cold("config", "load", board.flash_root)
         if not self.config["dev"] and getattr(board, "default_id", None):
-            self.config.values["dev"] = board.default_id  # until provisioning names it
-        if hasattr(board, "set_wifi"):
-            board.set_wifi(self.config["wifi_ssid"], self.config["wifi_pass"])
-        self.outbox = Outbox(root, self.config["outbox_max"])
-        self.clock = Clock(board.ticks_ms)
+            self.config["dev"] = board.default_id  # until provisioning names it
+        self.outbox = Outbox(board.flash_root, self.config["outbox_max"])
+        self._ticks = board.ticks_ms()
+        self._ms = 0  # see ms()
         self.counts = {k: 0 for k in COUNTERS}
         self.last_error = None
-        self.key = None
         self.kid = None
-        self._signer = None
+        self.signer = None  # HMAC over the device key, once there is one
         self.boot = 0
         self.conn = 0
         self.session = None  # open session id; "" for a local (invite) session; None: none
@@ -81,66 +66,39 @@ class Device:
         self.wall_offset = None  # set by the `time` command: wall ms = mono ms + offset
         self._inflight = {}  # rating n -> mono ms when last published on this connection
         self._wake = asyncio.Event()
-        self._ui_until = 0  # a transient state (thanks, already, ...) shows until this time; 0: none
+        self.ui_until = 0  # a transient state (thanks, already, ...) shows until this time; 0: none
         self._rated_until = 0  # a press before this time, with no new session, is "already rated"
         self._qr = None
-        self._identify_until = 0
+        self.identify_until = 0  # all LEDs blink until this time (the `identify` command)
+        self.reboot_at = 0  # the main loop reboots at this time (the `reboot` command); 0: no
         self.ui = _ui.UI(board.display, board.leds, board.sound, self.config["lang"])
         self.buttons = None
         self.selftest = None  # the console's self-test while it runs: it gets every press
         self.alloc_peak = 0  # highest gc.mem_alloc() seen (sampled by the main loop)
 
-    # -- start-up
-    def store_key(self, key):
-        """Provisioning: write the device key (write-only) and use it from now on. -> key id."""
-        if len(key) != 32:
-            raise ValueError("the key must be 32 bytes")
-        write_atomic(join(self.board.flash_root, "key.bin"), key)
-        self._load_key()
-        self._idle()
-        return self.kid
-
-    def _load_key(self):
-        try:
-            with open(join(self.board.flash_root, "key.bin"), "rb") as f:
-                key = f.read()
-        except OSError:
-            return False
-        if len(key) != 32:
-            self._error("key file is not 32 bytes")
-            return False
-        self.key = key
-        self.kid = wire.key_id(key)
-        self._signer = HMAC(key)
-        return True
-
-    def _count_boot(self):
-        path = join(self.board.flash_root, "boot.json")
-        obj, _problem = read_json(path)
-        boot = obj.get("boot", 0) + 1 if isinstance(obj, dict) and isinstance(obj.get("boot"), int) else 1
-        write_atomic(path, wire.compact({"boot": boot}))
-        self.boot = boot
-
     def start(self):
-        for problem in self.config.errors:
-            self._error(problem)
-        self._count_boot()
-        self.outbox.load()
-        if self.outbox.repaired:
-            self._error("outbox journal repaired after a torn write")
-        self._load_key()
+        run_cold("admin", "start", self)
         self.buttons = Buttons(self.board.buttons, self._on_button, self._on_stuck,
                                self.config["stuck_ms"], self.board.ticks_ms)
-        self._idle()
+        self.show_idle()
         self.board.event("boot", {"boot": self.boot, "n": self.outbox.last_n,
                                   "pending": self.outbox.depth(), "kid": self.kid})
 
+    def ms(self):
+        """Milliseconds since boot that do not wrap (ticks_ms wraps after ~12 days on some ports).
+        Must be called at least every few days; the main loop calls it every 100 ms."""
+        now = self.board.ticks_ms()
+        self._ms += time.ticks_diff(now, self._ticks)
+        self._ticks = now
+        return self._ms
+
     def ready(self):
         """Can this device create ratings at all?"""
-        return self.key is not None and self.config.provisioned()
+        cfg = self.config
+        return self.signer is not None and bool(cfg["dev"] and cfg["hall"])
 
     # -- helpers
-    def _error(self, text):
+    def error(self, text):
         self.counts["err"] += 1
         self.last_error = text
         self.board.event("error", {"text": text})
@@ -148,7 +106,7 @@ class Device:
     def _topic(self, suffix):
         return "hcp/v1/%s/%s/%s" % (self.config["hall"], self.config["dev"], suffix)
 
-    def _idle(self):
+    def show_idle(self):
         if not self.ready():
             self.ui.show(_ui.ERROR, detail="not provisioned")
         elif self.session is not None:
@@ -159,15 +117,12 @@ class Device:
             self.ui.show(_ui.OFFLINE)
         else:
             self.ui.show(_ui.IDLE)
-        self._ui_until = 0
-
-    def show_idle(self):
-        self._idle()
+        self.ui_until = 0
 
     def _flash(self, state, ms):
         """Show a transient state for `ms`, then whatever the device's state calls for."""
         self.ui.show(state)
-        self._ui_until = self.clock.ms() + ms
+        self.ui_until = self.ms() + ms
 
     # -- sessions
     def open_session(self, sess, ttl_s, ticket, qr, qr_matrix=None):
@@ -178,10 +133,10 @@ class Device:
         self.session = sess
         self.session_ticket = ticket
         self._qr = (qr, qr_matrix) if qr or qr_matrix else None
-        self.session_deadline = self.clock.ms() + 1000 * (ttl_s or self.config["session_ttl_s"])
+        self.session_deadline = self.ms() + 1000 * (ttl_s or self.config["session_ttl_s"])
         self._rated_until = 0
         self.board.event("session", {"op": "open", "sess": sess})
-        self._idle()
+        self.show_idle()
 
     def close_session(self, why):
         if self.session is None:
@@ -190,13 +145,13 @@ class Device:
         self.session = None
         self.session_ticket = None
         self._qr = None
-        if not self._ui_until:
-            self._idle()
+        if not self.ui_until:
+            self.show_idle()
 
     # -- buttons
     def _on_stuck(self, name):
         self.counts["stuck"] += 1
-        self._error("button %s stuck" % name)
+        self.error("button %s stuck" % name)
 
     def _on_button(self, name):
         if self.selftest is not None:
@@ -207,10 +162,10 @@ class Device:
             if self.config["invite"] and self.session is None and self.ready():
                 self.session = ""  # local session: the gateway binds it by window and time
                 self.session_ticket = None
-                self.session_deadline = self.clock.ms() + 1000 * self.config["session_ttl_s"]
+                self.session_deadline = self.ms() + 1000 * self.config["session_ttl_s"]
                 self._rated_until = 0
                 self.board.event("session", {"op": "open", "sess": None})
-                self._idle()
+                self.show_idle()
             return
         if name in RATING_BUTTONS:
             self.press(int(name))
@@ -221,23 +176,23 @@ class Device:
             self._flash(_ui.ERROR, self.config["thanks_ms"])
             return
         if self.session is None:
-            recent = self.clock.ms() < self._rated_until
+            recent = self.ms() < self._rated_until
             self._flash(_ui.ALREADY if recent else _ui.NOSESSION, self.config["thanks_ms"])
             return
         if self.outbox.full():
             self.ui.show(_ui.FULL)
-            self._ui_until = 0
+            self.ui_until = 0
             return
         sess = self.session or None
         n = self.outbox.last_n + 1
-        mono = self.clock.ms()
+        mono = self.ms()
         cfg = self.config
-        payload = wire.rating_payload(self._signer, self.kid, cfg["hall"], cfg["dev"], n, self.boot,
+        payload = wire.rating_payload(self.signer, self.kid, cfg["hall"], cfg["dev"], n, self.boot,
                                       mono, sess, score)
         try:
             self.outbox.add(n, payload)  # durable before "thank you"
         except OSError as exc:
-            self._error("flash write failed: %s" % exc)
+            self.error("flash write failed: %s" % exc)
             self._flash(_ui.ERROR, cfg["thanks_ms"])
             return
         self.counts["rate"] += 1
@@ -264,7 +219,7 @@ class Device:
                     self._inflight.pop(n, None)
                     self.board.event("ack", {"n": n, "st": st})
                     if self.ui.state == _ui.FULL and not self.outbox.full():
-                        self._idle()
+                        self.show_idle()
             elif suffix == "prompt":
                 op, sess, ttl, tk, qr, qrm = wire.decode_prompt(payload)
                 if op == "open":
@@ -272,98 +227,19 @@ class Device:
                 elif self.session == sess:
                     self.close_session("cancel")
             elif suffix == "cmd":
-                asyncio.create_task(self._command(*wire.decode_cmd(payload)))
+                reply = run_cold("admin", "command", self, payload)
+                if reply is not None:
+                    asyncio.create_task(self._reply(*reply))
         except wire.WireError as exc:
-            self.counts["badmsg"] += 1
-            self.last_error = "bad %s: %s" % (suffix, exc.args[0])
-            self.board.event("badmsg", {"topic": suffix, "reason": exc.args[0]})
+            self.bad_message(suffix, exc.args[0])
 
-    def info(self, full=False):
-        """What provisioning and the `info` command may know (never the key or secrets)."""
-        cfg = self.config
-        res = {"dev": cfg["dev"], "hall": cfg["hall"], "window": cfg["window"], "fw": FIRMWARE,
-               "boot": self.boot, "kid": self.kid, "lang": cfg["lang"]}
-        if full:
-            res.update({"proto": 1, "board": self.board.name, "provisioned": self.ready(),
-                        "config": cfg.public(), "outbox": self.outbox.depth(),
-                        "n": self.outbox.last_n, "errors": cfg.errors})
-        return res
+    def bad_message(self, topic, reason):
+        """A gateway message that breaks the contract: ignored, counted, reported."""
+        self.counts["badmsg"] += 1
+        self.last_error = "bad %s: %s" % (topic, reason)
+        self.board.event("badmsg", {"topic": topic, "reason": reason})
 
-    def apply_config(self, changes, reconnect=True):
-        """Validate and store config changes (all or none), then put them into effect.
-        With reconnect=False the caller calls `reconnect_if_needed` itself (after replying)."""
-        changed = self.config.update(changes)
-        cfg = self.config
-        self.ui.lang = cfg["lang"]
-        self.outbox.capacity = cfg["outbox_max"]
-        if self.buttons is not None:
-            self.buttons.stuck_ms = cfg["stuck_ms"]
-        if hasattr(self.board, "set_wifi"):
-            self.board.set_wifi(cfg["wifi_ssid"], cfg["wifi_pass"])
-        if reconnect:
-            self.reconnect_if_needed(changed)
-        if not self._ui_until:
-            self._idle()
-        return changed
-
-    def reconnect_if_needed(self, changed):
-        if any(k in RECONNECT_KEYS for k in changed) and self.mqtt is not None:
-            self.mqtt.lost.set()  # the connection loop closes it and connects with the new values
-
-    def identify(self, secs):
-        if isinstance(secs, bool) or not isinstance(secs, int) or not 1 <= secs <= 300:
-            raise ValueError("s: not an integer in 1..300")
-        self._identify_until = self.clock.ms() + 1000 * secs
-        asyncio.create_task(self._identify())
-
-    def request_reboot(self):
-        asyncio.create_task(self._reboot())
-
-    async def _command(self, cid, op, args):
-        ok, res = True, {}
-        try:
-            if op == "info":
-                res = self.info()
-            elif op == "identify":
-                self.identify(args.get("s", 10))
-            elif op == "time":
-                epoch = args.get("epoch")
-                if isinstance(epoch, bool) or not isinstance(epoch, (int, float)) or epoch < 1.6e9:
-                    raise ValueError("epoch: not a plausible Unix time")
-                self.wall_offset = int(epoch * 1000) - self.clock.ms()
-            elif op == "config":
-                changes = args.get("set")
-                if not isinstance(changes, dict):
-                    raise ValueError("set: not an object")
-                res = {"changed": self.apply_config(changes, reconnect=False)}
-            elif op == "reboot":
-                self.request_reboot()
-            else:
-                raise ValueError("unknown op " + op)
-        except (ValueError, OSError) as exc:
-            ok, res = False, str(exc)
-            self.counts["badmsg"] += 1
-        reply = {"v": 1, "id": cid, "ok": ok}
-        reply["res" if ok else "err"] = res
-        await self._publish("cmd/reply", wire.compact(reply), 1)
-        if ok and op == "config" and isinstance(res, dict):
-            self.reconnect_if_needed(res["changed"])
-
-    async def _identify(self):
-        on = True
-        while self.clock.ms() < self._identify_until:
-            self.ui.blink(on)
-            on = not on
-            await asyncio.sleep_ms(250)
-        self._idle()
-
-    async def _reboot(self):
-        await asyncio.sleep_ms(200)
-        if self.mqtt is not None:
-            await self.mqtt.disconnect()
-        self.board.reboot()
-
-    async def _publish(self, suffix, payload, qos, retain=False):
+    async def publish(self, suffix, payload, qos, retain=False):
         m = self.mqtt
         if m is None or not m.connected:
             return False
@@ -372,6 +248,12 @@ class Device:
             return True
         except OSError:
             return False
+
+    async def _reply(self, payload, changed):
+        """A command's reply; a config change that needs a new connection is made after it."""
+        await self.publish("cmd/reply", payload, 1)
+        if changed:
+            run_cold("admin", "reconnect_if_needed", self, changed)
 
     # -- loops
     def _status(self, state):
@@ -383,13 +265,13 @@ class Device:
     async def connection_loop(self):
         """Keep one MQTT connection up: connect, subscribe, birth, wait for loss, back off."""
         delay = BACKOFF_MIN_MS
-        cfg = self.config
         while True:
             if not self.ready():
                 await asyncio.sleep_ms(1000)
                 continue
             ok = await self.board.network_up(NETWORK_TIMEOUT_MS)
             if ok:
+                cfg = self.config  # a config change replaces the dict: read it for each connection
                 self.conn += 1
                 m = MQTTClient("dev-" + cfg["dev"], cfg["broker_host"], cfg["broker_port"],
                                cfg["mqtt_user"] or cfg["dev"], cfg["mqtt_pass"] or None,
@@ -406,8 +288,8 @@ class Device:
                         self.counts["reconn"] += 1
                     self.board.event("online", {"conn": self.conn})
                     delay = BACKOFF_MIN_MS
-                    if not self._ui_until:
-                        self._idle()
+                    if not self.ui_until:
+                        self.show_idle()
                     self._wake.set()
                     await m.lost.wait()
                 except (OSError, asyncio.TimeoutError) as exc:
@@ -416,8 +298,8 @@ class Device:
                     self.mqtt = None
                     await m.close()
                 self.board.event("offline", {"conn": self.conn})
-                if not self._ui_until:
-                    self._idle()
+                if not self.ui_until:
+                    self.show_idle()
             await asyncio.sleep_ms(delay + random.randint(0, delay // 2))
             delay = min(delay * 2, BACKOFF_MAX_MS)
 
@@ -434,48 +316,71 @@ class Device:
                 m = self.mqtt
                 if m is None or not m.connected:
                     break
-                now = self.clock.ms()
+                now = self.ms()
                 sent = self._inflight.get(n)
                 if sent is not None and now - sent < RESEND_MS:
                     continue
                 payload = self.outbox.payload(n)
                 if payload is None:
-                    self._error("rating %d unreadable in the outbox" % n)
+                    self.error("rating %d unreadable in the outbox" % n)
                     continue
-                if not await self._publish(topic_suffix, payload, 1):
+                if not await self.publish(topic_suffix, payload, 1):
                     break
                 if sent is not None:
                     self.counts["resend"] += 1
                 self._inflight[n] = now
                 self.board.event("published", {"n": n})
 
-    async def health_loop(self):
-        while True:
-            await asyncio.sleep_ms(1000 * self.config["health_s"])
-            self.alloc_peak = max(self.alloc_peak, gc.mem_alloc())
-            gc.collect()
-            obj = {"v": 1, "boot": self.boot, "up": self.clock.ms(), "heap": gc.mem_free(),
-                   "alloc_peak": self.alloc_peak,
-                   "ob": self.outbox.depth(), "fw": FIRMWARE, "rssi": self.board.rssi(),
-                   "clock": "mono" if self.wall_offset is None else "set",
-                   "cnt": self.counts, "err": self.last_error,
-                   "stuck": self.buttons.stuck_names() if self.buttons is not None else []}
-            await self._publish("health", wire.compact(obj), 0)
-
     async def main_loop(self):
-        """Session timeouts, the end of transient screens, and the watchdog."""
+        """Session timeouts, the end of transient screens, identify blinking, a commanded reboot,
+        `health` every health_s, and the watchdog."""
+        health_at = self.ms() + 1000 * self.config["health_s"]
         while True:
             self.board.feed_watchdog()
             alloc = gc.mem_alloc()
             if alloc > self.alloc_peak:
                 self.alloc_peak = alloc
-            now = self.clock.ms()
+            now = self.ms()
+            if now >= health_at:
+                health_at = now + 1000 * self.config["health_s"]
+                gc.collect()
+                obj = {"v": 1, "boot": self.boot, "up": now, "heap": gc.mem_free(),
+                       "alloc_peak": self.alloc_peak,
+                       "ob": self.outbox.depth(), "fw": FIRMWARE, "rssi": self.board.rssi(),
+                       "clock": "mono" if self.wall_offset is None else "set",
+                       "cnt": self.counts, "err": self.last_error,
+                       "stuck": self.buttons.stuck_names() if self.buttons is not None else []}
+                # a task, so a stalled connection never holds up this loop (and the watchdog)
+                asyncio.create_task(self.publish("health", wire.compact(obj), 0))
             if self.session is not None and now >= self.session_deadline:
                 self.close_session("timeout")
-            if self._ui_until and now >= self._ui_until and now >= self._identify_until:
-                self._ui_until = 0
-                self._idle()
+            if self.identify_until:
+                if now < self.identify_until:
+                    self.ui.blink(now // 250 % 2 == 0)
+                else:
+                    self.identify_until = 0
+                    self.show_idle()
+            elif self.ui_until and now >= self.ui_until:
+                self.ui_until = 0
+                self.show_idle()
+            if self.reboot_at and now >= self.reboot_at:
+                if self.mqtt is not None:
+                    await self.mqtt.disconnect()
+                self.board.reboot()
+                self.reboot_at = 0
             await asyncio.sleep_ms(100)
+
+    async def console_loop(self, stream, write):
+        """The serial console (docs/serial-console.md): console.py runs each line."""
+        reader = asyncio.StreamReader(stream)
+        while True:
+            try:
+                line = await reader.readline()
+            except OSError:
+                return  # no console attached
+            if not line:
+                return  # end of input: the UART was closed (host board) -- stop reading
+            await run_cold_async("console", "handle", self, write, line)
 
 
 async def _amain(board):
@@ -484,10 +389,9 @@ async def _amain(board):
     dev.start()
     assert dev.buttons is not None  # start() made them
     board.start_watchdog(WDT_MS)
-    console = Console(dev, board.console_write)
     await asyncio.gather(dev.buttons.run(), dev.connection_loop(), dev.send_loop(),
-                         dev.health_loop(), dev.main_loop(), board.run(),
-                         console.run(board.console_in))
+                         dev.main_loop(), board.run(),
+                         dev.console_loop(board.console_in, board.console_write))
 
 
 def run(board):

@@ -216,10 +216,6 @@ class MQTTClient:
         except OSError:
             self._mark_lost()
 
-    def _next_pid(self):
-        self._pid = self._pid % 65535 + 1
-        return self._pid
-
     # -- operations
     async def publish(self, topic, payload, qos=0, retain=False):
         """QoS 0: returns once written. QoS 1: returns once PUBACKed; raises MQTTError if the
@@ -230,7 +226,7 @@ class MQTTClient:
         if qos == 0:
             await self._send(_packet(kind, _str(topic) + payload))
             return
-        pid = self._next_pid()
+        pid = self._pid = self._pid % 65535 + 1
         for attempt in range(ACK_TRIES):
             ev = asyncio.Event()
             self._acks[pid] = ev
@@ -252,7 +248,7 @@ class MQTTClient:
     async def subscribe(self, topic, qos=1):
         if not self.connected:
             raise MQTTError("not connected")
-        pid = self._next_pid()
+        pid = self._pid = self._pid % 65535 + 1
         ev = asyncio.Event()
         self._acks[pid] = ev
         await self._send(_packet(_SUBSCRIBE, struct.pack("!H", pid) + _str(topic) + bytes([qos])))

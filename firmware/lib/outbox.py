@@ -11,36 +11,36 @@ rating never reached "thank you", so its number was never used) and rewrites the
 When acked records take more than half of a large journal, the next rating is not appended: the
 journal is rewritten (temp file + rename) with a C header, the pending records and the new one, so
 compaction never costs a write of its own. The rewrite streams record by record: a full outbox is
-never held in RAM.
+never held in RAM. Reading and rewriting the whole journal (boot, compaction) is in journal.py, cold
+code run per call (docs/firmware.md, "Memory"); appends, acks and reads of one record are here.
 """
 
 import binascii
-import os
 
-from flashfs import join
+from flashfs import join, run_cold
 from micropython import const
 
 COMPACT_BYTES = const(8192)  # rewrite the journal once it is this large and mostly acked
-_LEN_BITS = const(12)  # a record is shorter than 4096 bytes (payloads are at most 1024)
-_LEN_MASK = const(4095)
+LEN_BITS = const(12)  # a record is shorter than 4096 bytes (payloads are at most 1024)
+LEN_MASK = const(4095)
 
 
-def _entry(offset, length):
+def pack_entry(offset, length):
     """Where a pending record is, as one small int: no heap allocation per rating."""
-    return (offset << _LEN_BITS) | length
+    return (offset << LEN_BITS) | length
 
 
 def _crc(text):
     return "%08x" % (binascii.crc32(text.encode()) & 0xFFFFFFFF)
 
 
-def _record(kind, n, payload=None):
+def make_record(kind, n, payload=None):
     body = kind + " " + str(n) + (" " + payload if payload is not None else "")
     head = kind + " " + str(n) + " " + _crc(body)
     return (head + (" " + payload if payload is not None else "") + "\n").encode()
 
 
-def _parse(line):
+def parse_record(line):
     """-> (kind, n, payload or None) or None if the line is torn or corrupt."""
     try:
         text = line.decode()
@@ -65,27 +65,6 @@ def _parse(line):
     return kind, n, payload
 
 
-def _lines(f, block=512):
-    """The file's lines, read in blocks (a file's readline() reads one byte per call); the last one
-    may lack its newline (a torn append)."""
-    rest = b""
-    while True:
-        chunk = f.read(block)
-        if not chunk:
-            break
-        rest += chunk
-        start = 0
-        while True:
-            end = rest.find(b"\n", start)
-            if end < 0:
-                break
-            yield rest[start:end + 1]
-            start = end + 1
-        rest = rest[start:]
-    if rest:
-        yield rest
-
-
 class Outbox:
     """Ratings kept on flash until the gateway acks them. Bounded: `full()` refuses new ones."""
 
@@ -97,43 +76,14 @@ class Outbox:
         self.bytes_written = 0
         self.repaired = 0  # torn or corrupt records dropped at load
         self.unreadable = 0  # pending records that could not be read back when compacting
-        self._pending = {}  # n -> _entry(offset, length) of its R record
+        self._pending = {}  # n -> pack_entry(offset, length) of its R record
         self._size = 0
         self._dead = 0  # bytes of records that no longer matter
 
     # -- loading
     def load(self):
-        self._pending = {}
-        self._size = self._dead = 0
-        self.last_n = 0
-        offset = 0
-        torn = False
-        try:
-            f = open(self.path, "rb")
-        except OSError:
-            return
-        with f:
-            for line in _lines(f):
-                rec = _parse(line)
-                if rec is None:
-                    torn = True
-                    break
-                kind, n, _payload = rec
-                if kind == "R":
-                    self._pending[n] = _entry(offset, len(line))
-                    if n > self.last_n:
-                        self.last_n = n
-                elif kind == "A":
-                    entry = self._pending.pop(n, None)
-                    self._dead += len(line) + (entry & _LEN_MASK if entry is not None else 0)
-                else:
-                    self.last_n = max(self.last_n, n)
-                    self._dead += len(line)
-                offset += len(line)
-        self._size = offset
-        if torn:
-            self.repaired += 1
-            self.compact()
+        """Read the journal (at boot): pending ratings, the counter; a torn end is repaired."""
+        run_cold("journal", "load", self)
 
     # -- queries
     def depth(self):
@@ -151,8 +101,8 @@ class Outbox:
         if entry is None:
             return None
         with open(self.path, "rb") as f:
-            f.seek(entry >> _LEN_BITS)
-            rec = _parse(f.read(entry & _LEN_MASK))  # one read: readline() reads byte by byte
+            f.seek(entry >> LEN_BITS)
+            rec = parse_record(f.read(entry & LEN_MASK))  # one read: readline() reads byte by byte
         if rec is None or rec[0] != "R" or rec[1] != n or rec[2] is None:
             return None
         return rec[2].encode()
@@ -172,12 +122,12 @@ class Outbox:
         if n != self.last_n + 1:
             raise ValueError("counter must be contiguous")
         text = payload.decode() if isinstance(payload, (bytes, bytearray)) else payload
-        data = _record("R", n, text)
+        data = make_record("R", n, text)
         if self._size > COMPACT_BYTES and self._dead * 2 > self._size:
             self.compact((n, data))  # the rewrite carries the new rating: still one write
         else:
             offset = self._append(data)
-            self._pending[n] = _entry(offset, len(data))
+            self._pending[n] = pack_entry(offset, len(data))
         self.last_n = n
 
     def ack(self, n):
@@ -185,44 +135,13 @@ class Outbox:
         entry = self._pending.get(n)
         if entry is None:
             return False
-        data = _record("A", n)
+        data = make_record("A", n)
         self._append(data)
         del self._pending[n]
-        self._dead += (entry & _LEN_MASK) + len(data)
+        self._dead += (entry & LEN_MASK) + len(data)
         return True
 
     def compact(self, extra=None):
         """Rewrite the journal atomically with a C header, the pending ratings and `extra`
-        ((n, record bytes) of a new rating), streaming one record at a time."""
-        tmp = self.path + ".tmp"
-        pending = {}
-        with open(tmp, "wb") as out:
-            head = _record("C", self.last_n)
-            out.write(head)
-            size = len(head)
-            try:
-                src = open(self.path, "rb")
-            except OSError:
-                src = None
-            if src is not None:
-                with src:
-                    for n in sorted(self._pending, key=lambda k: self._pending[k]):  # in file order
-                        src.seek(self._pending[n] >> _LEN_BITS)
-                        line = src.read(self._pending[n] & _LEN_MASK)
-                        rec = _parse(line)
-                        if rec is None or rec[0] != "R" or rec[1] != n:
-                            self.unreadable += 1
-                            continue
-                        out.write(line)
-                        pending[n] = _entry(size, len(line))
-                        size += len(line)
-            if extra is not None:
-                out.write(extra[1])
-                pending[extra[0]] = _entry(size, len(extra[1]))
-                size += len(extra[1])
-        os.rename(tmp, self.path)  # the commit: a power cut before it leaves the old journal
-        self.writes += 1
-        self.bytes_written += size
-        self._pending = pending
-        self._size = size
-        self._dead = len(head)
+        ((n, record bytes) of a new rating)."""
+        run_cold("journal", "compact", self, extra)

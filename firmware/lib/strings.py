@@ -61,6 +61,10 @@ TEXT = {
 }
 
 
-def text(lang, key):
-    table = TEXT.get(lang) or TEXT["zh-Hans"]
-    return table.get(key, TEXT["zh-Hans"][key])
+def table(lang):
+    """The strings of one language (unknown language or missing key: zh-Hans). The device keeps
+    only this dict: it loads this module with `flashfs.run_cold` (docs/firmware.md, "Memory")."""
+    res = dict(TEXT["zh-Hans"])
+    res.update(TEXT.get(lang, {}))
+    del res["levels"]  # for a display that labels the buttons; this one does not
+    return res

@@ -6,7 +6,7 @@ The board gives three drivers: `display.show(lines, qr)` (qr: None, or (url, mat
 `sound(state)`. The UI only decides what to show; the drivers decide how.
 """
 
-from strings import text
+from flashfs import run_cold
 
 IDLE = "idle"
 PROMPT = "prompt"
@@ -18,18 +18,9 @@ OFFLINE = "offline"
 FULL = "full"
 IDENTIFY = "identify"
 
-# state -> (button LEDs on, ok LED, err LED)
-_LEDS = {
-    IDLE: (False, True, False),
-    PROMPT: (True, True, False),
-    THANKS: (False, True, False),
-    ALREADY: (False, True, True),
-    NOSESSION: (False, True, False),
-    ERROR: (False, False, True),
-    OFFLINE: (False, False, True),
-    FULL: (False, False, True),
-    IDENTIFY: (True, True, True),
-}
+# state -> the LEDs lit, as bits: 4 = the five rating buttons, 2 = ok (green), 1 = err (red)
+_LED_NAMES = ("b1", "b2", "b3", "b4", "b5", "ok", "err")
+_LEDS = {IDLE: 2, PROMPT: 6, THANKS: 2, ALREADY: 3, NOSESSION: 2, ERROR: 1, OFFLINE: 1, FULL: 1, IDENTIFY: 7}
 
 
 class UI:
@@ -37,27 +28,26 @@ class UI:
         self.display = display
         self.leds = leds
         self.sound = sound
-        self.lang = lang
+        self.lang = None
+        self._text = {}
         self.state = None
         self._lit = {}
+        self.set_lang(lang)
 
-    def _led(self, name, on):
-        if self._lit.get(name) != on:
-            self._lit[name] = on
-            self.leds.set(name, on)
+    def set_lang(self, lang):
+        """Keep the strings of `lang` only (strings.py holds every language)."""
+        if lang != self.lang:
+            self._text = run_cold("strings", "table", lang)
+            self.lang = lang
 
     def show(self, state, ticket=None, qr=None, detail=None):
         self.state = state
-        lines = [text(self.lang, state)]
+        lines = [self._text[state]]
         if ticket:
-            lines.append(text(self.lang, "ticket") + " " + ticket)
+            lines.append(self._text["ticket"] + " " + ticket)
         if detail:
             lines.append(detail)
-        buttons, ok, err = _LEDS[state]
-        for i in range(1, 6):
-            self._led("b%d" % i, buttons)
-        self._led("ok", ok)
-        self._led("err", err)
+        self._leds(_LEDS[state])
         self.display.show(lines, qr if state == PROMPT else None)
         self.sound(state)
 
@@ -67,7 +57,12 @@ class UI:
 
     def blink(self, on):
         """Identify: all LEDs together."""
-        for i in range(1, 6):
-            self._led("b%d" % i, on)
-        self._led("ok", on)
-        self._led("err", on)
+        self._leds(7 if on else 0)
+
+    def _leds(self, lit):
+        """Set the LEDs to `lit` (bits as in _LEDS); only those that change are driven."""
+        for name in _LED_NAMES:
+            on = lit & (4 if name[0] == "b" else 2 if name == "ok" else 1) != 0
+            if self._lit.get(name) != on:
+                self._lit[name] = on
+                self.leds.set(name, on)

@@ -42,7 +42,8 @@ def valid_id(text, max_len):
     return True
 
 
-def _object(raw):
+def decode_object(raw):
+    """Any payload from the gateway: size, a JSON object, our version. -> the dict."""
     if len(raw) > MAX_PAYLOAD:
         raise WireError("too_large")
     try:
@@ -84,7 +85,7 @@ def _qr_matrix(obj):
 def decode_prompt(raw):
     """-> ("open", sess, ttl or None, ticket or None, qr or None, (size, bits) or None)
     or ("cancel", sess, None, None, None, None)."""
-    obj = _object(raw)
+    obj = decode_object(raw)
     op = obj.get("op")
     if op not in ("open", "cancel"):
         raise WireError("bad_field:op")
@@ -107,27 +108,12 @@ def decode_prompt(raw):
 
 def decode_ack(raw):
     """-> (n, status)."""
-    obj = _object(raw)
+    obj = decode_object(raw)
     n = _int(obj, "n", 1, 2147483647)
     st = obj.get("st", "ok")
     if st not in ("ok", "dup", "bad"):
         raise WireError("bad_field:st")
     return n, st
-
-
-def decode_cmd(raw):
-    """-> (id, op, args dict)."""
-    obj = _object(raw)
-    cid = obj.get("id")
-    if not isinstance(cid, str) or not 0 < len(cid) <= 64:
-        raise WireError("bad_field:id")
-    op = obj.get("op")
-    if not isinstance(op, str):
-        raise WireError("bad_field:op")
-    args = obj.get("args", {})
-    if not isinstance(args, dict):
-        raise WireError("bad_field:args")
-    return cid, op, args
 
 
 def compact(obj):

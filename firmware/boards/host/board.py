@@ -27,34 +27,6 @@ from stdio_console import StdioConsole
 BUTTONS = ("1", "2", "3", "4", "5", "invite")
 
 
-class _Display:
-    def __init__(self, board):
-        self._board = board
-        self.lines = []
-        self.qr = None
-
-    def show(self, lines, qr=None):
-        """Reports the text lines, the QR code's URL and its modules (hex of the packed bits)."""
-        self.lines = lines
-        self.qr = qr
-        url, matrix = qr if qr else (None, None)
-        shown = {"lines": lines, "qr": url}
-        if matrix:
-            shown["qr_size"] = matrix[0]
-            shown["qr_bits"] = binascii.hexlify(matrix[1]).decode()
-        self._board.send("display " + json.dumps(shown))
-
-
-class _Leds:
-    def __init__(self, board):
-        self._board = board
-        self.state = {}
-
-    def set(self, name, on):
-        self.state[name] = on
-        self._board.send("led %s %d" % (name, 1 if on else 0))
-
-
 class Board(StdioConsole):
     name = "host"
 
@@ -63,11 +35,10 @@ class Board(StdioConsole):
         self.ticks_ms = time.ticks_ms
         self._pressed = {b: 0 for b in BUTTONS}
         self.buttons = {b: (lambda b=b: self._pressed[b]) for b in BUTTONS}
-        self.display = _Display(self)
-        self.leds = _Leds(self)
-        self._writer = None
+        self.display = self.leds = self  # the display's show() and the LEDs' set() are below
+        self._sock = None  # the control connection's socket (non-blocking)
         self._reader = None
-        self._queue = []  # lines produced before the control connection is up
+        self._out = None  # bytes the socket has not taken yet; None: headless, lines go nowhere
         self._net = True
         self._exit = None  # set to an exit status to end the interpreter (reboot: 75)
         self._fed = time.ticks_ms()
@@ -79,33 +50,40 @@ class Board(StdioConsole):
         if not addr:
             return
         host, port = addr.rsplit(":", 1)
-        self._reader, self._writer = await asyncio.open_connection(host, int(port))
-        sock = getattr(self._writer, "s", None)  # asyncio's stream keeps its socket in `s`
-        if sock is not None:
-            sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY: each line is one event, send it now
+        self._reader, writer = await asyncio.open_connection(host, int(port))
+        self._sock = getattr(writer, "s")  # asyncio's stream keeps its socket in `s`
+        self._sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY: each line is one event, send it now
+        self._out = b""
         self.send("hello " + json.dumps({"board": self.name, "flash": self.flash_root}))
 
     def send(self, line):
-        if self._writer is None:
-            self._queue.append(line)
-            del self._queue[:-200]
+        """Write a line to the runner now; what the socket does not take waits for `run`.
+        (Not the stream's write/drain: a write made while a drain waits is lost when it ends.)"""
+        if self._out is None:
+            return
+        self._out += line.encode() + b"\n"
+        self._flush()
+
+    def _flush(self):
+        sock, out = self._sock, self._out
+        if sock is None or not out:
             return
         try:
-            if self._queue:
-                pending, self._queue = self._queue, []
-                for old in pending:
-                    self._writer.write((old + "\n").encode())
-            self._writer.write((line + "\n").encode())
+            n = sock.write(out)
         except OSError:
             self._exit = 0  # the runner is gone: nobody is at the counter, power off quietly
+            return
+        if n:
+            self._out = out[n:]
 
     async def run(self):
-        """Apply control commands; exit the interpreter on reboot (75) or when the runner goes (0)."""
+        """Apply control commands; exit the interpreter on reboot (75) or when the runner goes (0).
+        Lines are written to the socket at once; what it did not take is flushed here."""
         if self._reader is not None:
-            asyncio.create_task(self._flush_loop())
             asyncio.create_task(self._control_loop())
         while self._exit is None:
-            await asyncio.sleep_ms(50)
+            self._flush()
+            await asyncio.sleep_ms(10)
         raise SystemExit(self._exit)
 
     async def _control_loop(self):
@@ -115,14 +93,6 @@ class Board(StdioConsole):
                 self._exit = 0  # the runner went away: power off
                 return
             self._command(line.decode().strip().split())
-
-    async def _flush_loop(self):
-        while self._writer is not None:
-            try:
-                await self._writer.drain()
-            except OSError:
-                return
-            await asyncio.sleep_ms(5)
 
     def _command(self, words):
         if not words:
@@ -148,6 +118,20 @@ class Board(StdioConsole):
         self._pressed[name] = 0
 
     # -- what the firmware uses
+    def show(self, lines, qr=None):
+        """The display: reports the text lines, the QR code's URL and its modules (hex of the
+        packed bits)."""
+        url, matrix = qr if qr else (None, None)
+        shown = {"lines": lines, "qr": url}
+        if matrix:
+            shown["qr_size"] = matrix[0]
+            shown["qr_bits"] = binascii.hexlify(matrix[1]).decode()
+        self.send("display " + json.dumps(shown))
+
+    def set(self, name, on):
+        """An LED."""
+        self.send("led %s %d" % (name, 1 if on else 0))
+
     def sound(self, state):
         self.send("sound " + state)
 
