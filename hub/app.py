@@ -15,8 +15,9 @@ from .config import HubSettings
 from .store import store_for
 
 DESCRIPTION = """\
-The regional hub of haochaping (政务服务好差评): hall gateways post services and device-signed
-ratings; the hub verifies, deduplicates and stores them. Wire shapes: docs/protocol.md.
+The regional hub of haochaping (政务服务好差评): hall gateways post services, device-signed
+ratings, device health snapshots and device alerts; the hub verifies, deduplicates and stores
+them. Wire shapes: docs/protocol.md.
 
 Authentication: `Authorization: Bearer …`. Registration and reads take the **admin token**
 (`HCP_HUB_ADMIN_TOKEN`; reads need it for now, reader roles come later). Ingest takes the

@@ -3,15 +3,22 @@
 Both are pure and shared by every store backend: a backend looks up what the batch touches inside
 its write transaction, calls `decide`, and writes the returned plan in the same transaction.
 
+Kinds: `service`, `rating`, and the gateway's device reports `health` (a snapshot of a device's
+health message) and `alert` (a device alert of the gateway raised or cleared).
+
 Rules, in order, for each item:
 - form (`parse_item`): reasons from the contract's vocabulary (`bad_json`, `missing_field:x`,
   `bad_field:x`, `too_large`), plus `unknown_kind` and `wrong_hall` (rating's hall is not the batch's);
 - an item whose key is already stored: the same signed payload (rating) or the same content
-  (service) is `duplicate` and changes nothing; for a rating the first binding wins, a resend with
-  another binding is still `duplicate`. A different payload is rejected `conflict` and raises an
-  alert (`tampering` for ratings, `service_conflict` for services), whether or not it is signed;
+  (service, health, alert) is `duplicate` and changes nothing; for a rating the first binding wins,
+  a resend with another binding is still `duplicate`. A different payload is rejected `conflict` and
+  raises an alert (`tampering` for ratings, `service_conflict`, `health_conflict`,
+  `alert_conflict`), whether or not it is signed. An alert state whose alert id is stored for
+  another device, alert kind or raise time is a `conflict` too (the gateway reused its alert ids);
 - a new rating: `unknown_device` (not registered, or registered to another hall), `unknown_key`
-  (kid is none of the device's keys), `bad_signature`; else `accepted`.
+  (kid is none of the device's keys), `bad_signature`; else `accepted`;
+- a new health or alert state: `unknown_device` (as for ratings); else `accepted`. The raise and
+  the clear of one gateway alert make one alert row, whichever arrives first.
 Items are decided in order, so an item repeated inside one batch is `duplicate` the second time.
 """
 
@@ -19,7 +26,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from hcp.protocol import (
@@ -40,6 +48,13 @@ from hcp.protocol import (
 MAX_STORED_ITEM_CHARS = 2000  # a rejected item is kept for diagnosis, not archived whole
 MAX_OFFSET_MS = 2**53  # the JSON-safe integer range; a device's mono may be as large
 SERVICE_OUTCOMES = ("finished", "no_show")
+PRESENCES = ("online", "offline")  # a health item's `presence`, or null (never seen)
+ALERT_STATES = ("raised", "cleared")
+MAX_ALERT_KIND = 32  # the contract's limit; unknown kinds are kept as they are
+MAX_ALERT_DETAIL = 300  # a sentence, never a payload (the gateway cuts its details there too)
+MAX_ALERT_ID = 2**53  # the gateway's alert number: a SQLite rowid, kept to the JSON-safe range
+MAX_UP_MS = 2**53  # a health's `up`, ms since boot (does not wrap)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Status = Literal["accepted", "duplicate", "rejected"]
 
@@ -104,6 +119,68 @@ class ServiceItem:
 
 
 @dataclass(frozen=True)
+class HealthItem:
+    """A device health snapshot forwarded by the gateway; `health` is the device's payload."""
+
+    hall: str
+    device: str
+    window: str | None
+    received_at: str
+    presence: str | None
+    offset_ms: int | None
+    health: dict
+    boot: int  # from the payload: with `up`, the key
+    up: int
+    raw: dict = field(compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"health:{self.hall}:{self.device}:{self.boot}:{self.up}"
+
+    @property
+    def received_ms(self) -> int:
+        """`received_at` as Unix milliseconds: what "newest" means across UTC offsets."""
+        return unix_ms(self.received_at)
+
+    def canonical(self) -> str:
+        """The known fields (the payload whole) as sorted compact JSON: equal strings, same item."""
+        return _canonical({"hall": self.hall, "device": self.device, "window": self.window,
+                           "received_at": self.received_at, "presence": self.presence,
+                           "offset_ms": self.offset_ms, "health": self.health})
+
+
+@dataclass(frozen=True)
+class AlertItem:
+    """One state (`raised` or `cleared`) of a device alert of the gateway; `id` is unique per hall."""
+
+    hall: str
+    id: int
+    device: str
+    window: str | None
+    alert: str
+    state: str
+    detail: str | None
+    raised_at: str
+    cleared_at: str | None
+    raw: dict = field(compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"alert:{self.hall}:{self.id}:{self.state}"
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        """What the raise and the clear of one alert share."""
+        return (self.device, self.alert, self.raised_at)
+
+    def canonical(self) -> str:
+        return _canonical({"hall": self.hall, "id": self.id, "device": self.device,
+                           "window": self.window, "alert": self.alert, "state": self.state,
+                           "detail": self.detail, "raised_at": self.raised_at,
+                           "cleared_at": self.cleared_at})
+
+
+@dataclass(frozen=True)
 class BadItem:
     """An item that failed its form checks; `key` is a best guess, None when there is none."""
 
@@ -112,7 +189,7 @@ class BadItem:
     raw: object
 
 
-ParsedItem = RatingItem | ServiceItem | BadItem
+ParsedItem = RatingItem | ServiceItem | HealthItem | AlertItem | BadItem
 
 
 # ---------------------------------------------------------------------------- field checks
@@ -120,6 +197,30 @@ ParsedItem = RatingItem | ServiceItem | BadItem
 
 def _compact(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _canonical(fields: dict) -> str:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def unix_ms(text: str) -> int:
+    """An ISO 8601 time with a UTC offset (as checked by `field_time`) as Unix milliseconds."""
+    return (datetime.fromisoformat(text) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _device_payload_size(payload: dict, name: str) -> None:
+    """`too_large` for a device payload over the device's own limit, measured on compact JSON."""
+    try:
+        size = len(_compact(payload).encode("utf-8"))
+    except (TypeError, ValueError):
+        raise ProtocolError("bad_json", f"{name} is not JSON") from None
+    if size > MAX_MQTT_PAYLOAD:  # the device never sends more (docs/protocol.md)
+        raise ProtocolError("too_large", f"{name}: {size} bytes")
+
+
+def _nullable_int(obj: dict, name: str, lo: int, hi: int) -> int | None:
+    """obj[name] as an int in lo..hi, or None when absent or null."""
+    return None if obj.get(name) is None else field_int(obj, name, lo, hi)
 
 
 # ---------------------------------------------------------------------------- parse
@@ -135,6 +236,10 @@ def parse_item(obj: object, hall: str) -> ParsedItem:
             return _rating_item(obj, hall)
         if kind == "service":
             return _service_item(obj, hall)
+        if kind == "health":
+            return _health_item(obj, hall)
+        if kind == "alert":
+            return _alert_item(obj, hall)
         raise ProtocolError("unknown_kind", repr(kind)[:40])
     except ProtocolError as exc:
         return BadItem(guess_key(obj, hall), exc.reason, obj)
@@ -152,6 +257,16 @@ def guess_key(obj: object, hall: str) -> str | None:
         sid = obj.get("id")
         if isinstance(sid, str) and SESSION_RE.fullmatch(sid):
             return f"service:{hall}:{sid}"
+    if obj.get("kind") == "health" and isinstance(obj.get("health"), dict):
+        dev, boot, up = obj.get("device"), obj["health"].get("boot"), obj["health"].get("up")
+        if (isinstance(dev, str) and DEVICE_RE.fullmatch(dev) and type(boot) is int
+                and 0 <= boot <= MAX_COUNTER and type(up) is int and 0 <= up <= MAX_UP_MS):
+            return f"health:{hall}:{dev}:{boot}:{up}"
+    if obj.get("kind") == "alert":
+        aid, state = obj.get("id"), obj.get("state")
+        if type(aid) is int and 1 <= aid <= MAX_ALERT_ID and isinstance(state, str) \
+                and state in ALERT_STATES:
+            return f"alert:{hall}:{aid}:{state}"
     return None
 
 
@@ -160,12 +275,7 @@ def _rating_item(obj: dict, hall: str) -> RatingItem:
         raise ProtocolError("missing_field:rating")
     payload = obj["rating"]
     if isinstance(payload, dict):
-        try:
-            size = len(_compact(payload).encode("utf-8"))
-        except (TypeError, ValueError):
-            raise ProtocolError("bad_json", "rating is not JSON") from None
-        if size > MAX_MQTT_PAYLOAD:  # the device never sends more (docs/protocol.md)
-            raise ProtocolError("too_large", f"{size} bytes")
+        _device_payload_size(payload, "rating")
     rating = rating_from_object(payload)
     if rating.hall != hall:
         raise ProtocolError("wrong_hall", f"rating of hall {rating.hall} in a batch of {hall}")
@@ -223,6 +333,65 @@ def _service_item(obj: dict, hall: str) -> ServiceItem:
     )
 
 
+def _health_item(obj: dict, hall: str) -> HealthItem:
+    device = field_str(obj, "device", DEVICE_RE, max_len=32)
+    if "health" not in obj:
+        raise ProtocolError("missing_field:health")
+    payload = obj["health"]
+    if not isinstance(payload, dict):
+        raise ProtocolError("bad_field:health", "not an object")
+    _device_payload_size(payload, "health")
+    try:  # the key's parts; the rest of the payload is kept as the device sent it
+        boot = field_int(payload, "boot", 0, MAX_COUNTER)
+        up = field_int(payload, "up", 0, MAX_UP_MS)
+    except ProtocolError as exc:  # name the field inside the payload
+        raise ProtocolError(exc.reason.replace(":", ":health.", 1), str(exc)) from None
+    presence = obj.get("presence")
+    if presence is not None and (not isinstance(presence, str) or presence not in PRESENCES):
+        raise ProtocolError("bad_field:presence", repr(presence)[:80])
+    return HealthItem(
+        hall=hall,
+        device=device,  # type: ignore[arg-type]
+        window=field_str(obj, "window", WINDOW_RE, max_len=16, required=False, nullable=True),
+        received_at=field_time(obj, "received_at"),  # type: ignore[arg-type]
+        presence=presence,
+        offset_ms=_nullable_int(obj, "offset_ms", -MAX_OFFSET_MS, MAX_OFFSET_MS),
+        health=payload,
+        boot=boot,  # type: ignore[arg-type]
+        up=up,  # type: ignore[arg-type]
+        raw=obj,
+    )
+
+
+def _alert_item(obj: dict, hall: str) -> AlertItem:
+    alert_id = field_int(obj, "id", 1, MAX_ALERT_ID)
+    device = field_str(obj, "device", DEVICE_RE, max_len=32)
+    kind = field_str(obj, "alert", max_len=MAX_ALERT_KIND)
+    state = field_str(obj, "state", max_len=16)
+    if state not in ALERT_STATES:
+        raise ProtocolError("bad_field:state", repr(state)[:80])
+    raised_at = field_time(obj, "raised_at")
+    detail = obj.get("detail")  # free text: may be empty
+    if detail is not None and (not isinstance(detail, str) or len(detail) > MAX_ALERT_DETAIL):
+        raise ProtocolError("bad_field:detail", repr(detail)[:80])
+    cleared = state == "cleared"
+    cleared_at = field_time(obj, "cleared_at", required=cleared, nullable=not cleared)
+    if not cleared and cleared_at is not None:
+        raise ProtocolError("bad_field:cleared_at", "set on a raised alert")
+    return AlertItem(
+        hall=hall,
+        id=alert_id,  # type: ignore[arg-type]
+        device=device,  # type: ignore[arg-type]
+        window=field_str(obj, "window", WINDOW_RE, max_len=16, required=False, nullable=True),
+        alert=kind,  # type: ignore[arg-type]
+        state=state,
+        detail=detail,
+        raised_at=raised_at,  # type: ignore[arg-type]
+        cleared_at=cleared_at,
+        raw=obj,
+    )
+
+
 # ---------------------------------------------------------------------------- decide
 
 
@@ -244,6 +413,48 @@ class DeviceKeys:
     keys: Mapping[str, bytes]  # kid -> key
 
 
+@dataclass(frozen=True)
+class DeviceAlertRow:
+    """A gateway alert as the hub keeps it: one row per hall and alert id, from its raise and its
+    clear (`raised`, `cleared`: the canonical JSON of each state's item, None until it arrived).
+    `window` and `detail` are the newest state's: the clear's once it arrived."""
+
+    id: int
+    device: str
+    window: str | None
+    alert: str
+    detail: str | None
+    raised_at: str
+    cleared_at: str | None
+    raised: str | None
+    cleared: str | None
+
+    @property
+    def state(self) -> str:
+        return "cleared" if self.cleared is not None else "raised"
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        return (self.device, self.alert, self.raised_at)
+
+    def stored(self, state: str) -> str | None:
+        """The canonical JSON of the item of `state` that was stored, or None."""
+        return self.raised if state == "raised" else self.cleared
+
+    @classmethod
+    def merge(cls, row: DeviceAlertRow | None, item: AlertItem) -> DeviceAlertRow:
+        """`row` (None: nothing stored yet) with `item`'s state added; the clear is the newer."""
+        posted = item.canonical()
+        if row is None:
+            return cls(item.id, item.device, item.window, item.alert, item.detail, item.raised_at,
+                       item.cleared_at, posted if item.state == "raised" else None,
+                       posted if item.state == "cleared" else None)
+        if item.state == "cleared":
+            return replace(row, window=item.window, detail=item.detail, cleared_at=item.cleared_at,
+                           cleared=posted)
+        return replace(row, raised=posted)  # a raise after its clear: the clear's fields stay
+
+
 @dataclass
 class IngestPlan:
     """What a batch writes, all in one transaction."""
@@ -251,22 +462,39 @@ class IngestPlan:
     results: list[ItemResult] = field(default_factory=list)
     ratings: list[tuple[RatingItem, str]] = field(default_factory=list)  # item, device's window
     services: list[ServiceItem] = field(default_factory=list)
+    health: list[HealthItem] = field(default_factory=list)
+    device_alerts: dict[int, DeviceAlertRow] = field(default_factory=dict)  # id -> row as it ends up
     rejections: list[tuple[str | None, str, str]] = field(default_factory=list)  # key, reason, item
     alerts: list[tuple[str, str, str]] = field(default_factory=list)  # kind, key, detail JSON
 
 
-def lookups(items: Iterable[ParsedItem]) -> tuple[set[str], set[tuple[str, int]], set[str]]:
-    """What a backend must load before `decide`: device ids, rating (dev, n), service ids."""
-    devices: set[str] = set()
-    ratings: set[tuple[str, int]] = set()
-    services: set[str] = set()
+@dataclass
+class Lookups:
+    """What a backend must load before `decide` (all of the batch's hall where a hall applies)."""
+
+    devices: set[str] = field(default_factory=set)
+    ratings: set[tuple[str, int]] = field(default_factory=set)  # (dev, n)
+    services: set[str] = field(default_factory=set)  # service ids
+    health: set[tuple[str, int, int]] = field(default_factory=set)  # (device, boot, up)
+    alerts: set[int] = field(default_factory=set)  # gateway alert ids
+
+
+def lookups(items: Iterable[ParsedItem]) -> Lookups:
+    """The device ids and stored keys that the batch's items name."""
+    found = Lookups()
     for item in items:
         if isinstance(item, RatingItem):
-            devices.add(item.rating.dev)
-            ratings.add((item.rating.dev, item.rating.n))
+            found.devices.add(item.rating.dev)
+            found.ratings.add((item.rating.dev, item.rating.n))
         elif isinstance(item, ServiceItem):
-            services.add(item.id)
-    return devices, ratings, services
+            found.services.add(item.id)
+        elif isinstance(item, HealthItem):
+            found.devices.add(item.device)
+            found.health.add((item.device, item.boot, item.up))
+        elif isinstance(item, AlertItem):
+            found.devices.add(item.device)
+            found.alerts.add(item.id)
+    return found
 
 
 def stored_item_text(raw: object) -> str:
@@ -280,11 +508,14 @@ def stored_item_text(raw: object) -> str:
 
 def decide(items: Iterable[ParsedItem], devices: Mapping[str, DeviceKeys],
            stored_ratings: MutableMapping[tuple[str, int], Rating],
-           stored_services: MutableMapping[str, str]) -> IngestPlan:
-    """Decide every item in order (module docstring); the two stored maps are updated as it goes.
+           stored_services: MutableMapping[str, str],
+           stored_health: MutableMapping[tuple[str, int, int], str],
+           stored_alerts: MutableMapping[int, DeviceAlertRow]) -> IngestPlan:
+    """Decide every item in order (module docstring); the stored maps are updated as it goes.
 
     `devices` holds the batch's registered devices, `stored_ratings` the stored ratings the batch
-    names, `stored_services` the stored services of the batch's hall (id -> canonical JSON).
+    names; the other maps hold what the batch names of its hall: `stored_services` (id -> canonical
+    JSON), `stored_health` ((device, boot, up) -> canonical JSON), `stored_alerts` (alert id -> row).
     """
     plan = IngestPlan()
 
@@ -292,9 +523,47 @@ def decide(items: Iterable[ParsedItem], devices: Mapping[str, DeviceKeys],
         plan.results.append(ItemResult(key, "rejected", reason))
         plan.rejections.append((key, reason, stored_item_text(raw)))
 
+    def conflict(kind: str, key: str, raw: object, stored: str, posted: str) -> None:
+        reject(key, "conflict", raw)
+        detail = {"stored": json.loads(stored), "posted": json.loads(posted)}
+        plan.alerts.append((kind, key, _compact(detail)))
+
+    def registered_here(device: str, hall: str) -> bool:
+        known = devices.get(device)
+        return known is not None and known.hall == hall
+
     for item in items:
         if isinstance(item, BadItem):
             reject(item.key, item.reason, item.raw)
+        elif isinstance(item, HealthItem):
+            ident = (item.device, item.boot, item.up)
+            stored, posted = stored_health.get(ident), item.canonical()
+            if stored == posted:
+                plan.results.append(ItemResult(item.key, "duplicate"))
+            elif stored is not None:
+                conflict("health_conflict", item.key, item.raw, stored, posted)
+            elif not registered_here(item.device, item.hall):
+                reject(item.key, "unknown_device", item.raw)
+            else:
+                stored_health[ident] = posted
+                plan.health.append(item)
+                plan.results.append(ItemResult(item.key, "accepted"))
+        elif isinstance(item, AlertItem):
+            row, posted = stored_alerts.get(item.id), item.canonical()
+            stored = row.stored(item.state) if row is not None else None
+            if stored == posted:
+                plan.results.append(ItemResult(item.key, "duplicate"))
+            elif stored is not None:
+                conflict("alert_conflict", item.key, item.raw, stored, posted)
+            elif row is not None and row.identity != item.identity:  # the id was used again
+                other = row.raised or row.cleared
+                conflict("alert_conflict", item.key, item.raw, other, posted)  # type: ignore[arg-type]
+            elif not registered_here(item.device, item.hall):
+                reject(item.key, "unknown_device", item.raw)
+            else:
+                merged = DeviceAlertRow.merge(row, item)
+                stored_alerts[item.id] = plan.device_alerts[item.id] = merged
+                plan.results.append(ItemResult(item.key, "accepted"))
         elif isinstance(item, ServiceItem):
             stored = stored_services.get(item.id)
             if stored is None:
@@ -304,9 +573,7 @@ def decide(items: Iterable[ParsedItem], devices: Mapping[str, DeviceKeys],
             elif stored == item.canonical():
                 plan.results.append(ItemResult(item.key, "duplicate"))
             else:
-                reject(item.key, "conflict", item.raw)
-                detail = {"stored": json.loads(stored), "posted": json.loads(item.canonical())}
-                plan.alerts.append(("service_conflict", item.key, _compact(detail)))
+                conflict("service_conflict", item.key, item.raw, stored, item.canonical())
         else:
             rating = item.rating
             device = devices.get(rating.dev)

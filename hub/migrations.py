@@ -105,7 +105,63 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_kind ON alerts (kind, id);
 """
 
-SQLITE_MIGRATIONS: tuple[str, ...] = (_V1,)
+# Version 2: the gateway's device reports (item kinds `health` and `alert`).
+_V2 = """
+-- Every health snapshot a gateway forwarded, by its key (hall, device, boot, up).
+CREATE TABLE device_health (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,   -- ingest order
+    hall          TEXT NOT NULL,
+    device        TEXT NOT NULL,
+    boot          INTEGER NOT NULL,
+    up            INTEGER NOT NULL,                    -- device ms since boot
+    window_id     TEXT,                                -- as the gateway sent it
+    received_at   TEXT NOT NULL,                       -- gateway wall clock, as sent
+    received_ms   INTEGER NOT NULL,                    -- the same as Unix ms: orders across offsets
+    presence      TEXT CHECK (presence IN ('online', 'offline')),
+    offset_ms     INTEGER,
+    payload       TEXT NOT NULL,                       -- canonical JSON of the item, the device's payload whole
+    ingested_at   TEXT NOT NULL,
+    UNIQUE (hall, device, boot, up)
+);
+CREATE INDEX device_health_received ON device_health (hall, device, received_ms);
+
+-- The newest snapshot (by received_ms, then boot and up) of each device in each hall.
+CREATE TABLE device_health_latest (
+    hall          TEXT NOT NULL,
+    device        TEXT NOT NULL,
+    boot          INTEGER NOT NULL,
+    up            INTEGER NOT NULL,
+    received_ms   INTEGER NOT NULL,
+    PRIMARY KEY (hall, device),
+    FOREIGN KEY (hall, device, boot, up) REFERENCES device_health (hall, device, boot, up)
+);
+
+-- One row per gateway alert: raised, then updated by its clear (or made by a clear that came first).
+CREATE TABLE device_alerts (
+    hall          TEXT NOT NULL,
+    alert_id      INTEGER NOT NULL CHECK (alert_id >= 1),  -- the gateway's alert number
+    device        TEXT NOT NULL,
+    window_id     TEXT,                                -- NULL: not registered at the gateway
+    alert         TEXT NOT NULL,                       -- offline, stuck_button, …; unknown kinds as sent
+    state         TEXT NOT NULL CHECK (state IN ('raised', 'cleared')),
+    detail        TEXT,                                -- the newest state's
+    raised_at     TEXT NOT NULL,
+    cleared_at    TEXT,
+    raised_item   TEXT,                                -- canonical JSON of each state's item:
+    cleared_item  TEXT,                                -- duplicate vs conflict; NULL until it arrives
+    ingested_at   TEXT NOT NULL,                       -- first state stored
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (hall, alert_id),
+    CHECK ((state = 'cleared') = (cleared_at IS NOT NULL AND cleared_item IS NOT NULL)),
+    CHECK (raised_item IS NOT NULL OR cleared_item IS NOT NULL)
+);
+CREATE INDEX device_alerts_device ON device_alerts (hall, device, alert_id);
+CREATE INDEX device_alerts_open ON device_alerts (hall, device) WHERE cleared_at IS NULL;
+
+CREATE INDEX devices_hall ON devices (hall, device);               -- a hall's devices, in order
+"""
+
+SQLITE_MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 
 SCHEMA_VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (

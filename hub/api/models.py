@@ -10,7 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_v
 from hcp.protocol import DEVICE_RE, HALL_RE, VERSION, WINDOW_RE
 
 from ..ingest import ItemResult
-from ..store import RejectionRecord, RejectionSummary, StoredRating
+from ..store import (
+    DeviceRecord,
+    RejectionRecord,
+    RejectionSummary,
+    StoredDeviceAlert,
+    StoredHealth,
+    StoredRating,
+)
 
 
 def _anchored(pattern: str) -> str:
@@ -69,7 +76,8 @@ class DeviceRegistered(BaseModel):
 class IngestEnvelope(_Request):
     v: StrictInt = Field(description="protocol version, 1")
     hall: HallId
-    items: list[Any] = Field(description="services and ratings; each is checked on its own")
+    items: list[Any] = Field(description="services, ratings, health snapshots and device alerts; "
+                                         "each is checked on its own")
 
     @field_validator("v")
     @classmethod
@@ -80,7 +88,9 @@ class IngestEnvelope(_Request):
 
 
 class IngestResult(BaseModel):
-    key: str | None = Field(description="`rating:{dev}:{n}` or `service:{hall}:{id}`; null if unreadable")
+    key: str | None = Field(description="`rating:{dev}:{n}`, `service:{hall}:{id}`, "
+                                        "`health:{hall}:{device}:{boot}:{up}` or "
+                                        "`alert:{hall}:{id}:{state}`; null if unreadable")
     status: Literal["accepted", "duplicate", "rejected"]
     reason: str | None = Field(default=None, exclude_if=lambda reason: reason is None)
 
@@ -148,6 +158,66 @@ class RatingOut(BaseModel):
                    unbound_reason=r.unbound_reason, service=r.service, ticket=r.ticket,
                    window=r.window, staff_id=r.staff_id, matter_code=r.matter_code,
                    case_no=r.case_no, unit=r.unit, verified=r.verified)
+
+
+class HealthOut(BaseModel):
+    """A device health snapshot as the hall's gateway forwarded it."""
+
+    hall: str
+    device: str
+    window: str | None = Field(description="the device's window at the gateway, as sent")
+    boot: int
+    up: int = Field(description="device ms since boot")
+    received_at: str = Field(description="gateway wall clock when the health came")
+    presence: Literal["online", "offline"] | None = Field(description="as the gateway saw it; null: never seen")
+    offset_ms: int | None = Field(description="gateway wall ms at receipt minus `up`")
+    health: dict[str, Any] = Field(description="the device's health payload, unchanged")
+
+    @classmethod
+    def of(cls, h: StoredHealth) -> HealthOut:
+        return cls(hall=h.hall, device=h.device, window=h.window, boot=h.boot, up=h.up,
+                   received_at=h.received_at, presence=h.presence,  # type: ignore[arg-type]
+                   offset_ms=h.offset_ms, health=h.health)
+
+
+class DeviceAlertOut(BaseModel):
+    """A device alert of a hall's gateway (kinds: docs/gateway.md, "Alerts")."""
+
+    hall: str
+    id: int = Field(description="the gateway's alert number, unique in the hall")
+    device: str
+    window: str | None = Field(description="null: the device is not registered at the gateway")
+    alert: str = Field(examples=["stuck_button"])
+    state: Literal["raised", "cleared"]
+    detail: str | None
+    raised_at: str
+    cleared_at: str | None
+    raise_seen: bool = Field(description="false: known only from its clear so far")
+    updated_at: str = Field(description="when the hub last stored a state of it")
+
+    @classmethod
+    def of(cls, a: StoredDeviceAlert) -> DeviceAlertOut:
+        return cls(hall=a.hall, id=a.id, device=a.device, window=a.window, alert=a.alert,
+                   state=a.state, detail=a.detail, raised_at=a.raised_at,  # type: ignore[arg-type]
+                   cleared_at=a.cleared_at, raise_seen=a.raise_seen, updated_at=a.updated_at)
+
+
+class DeviceOut(BaseModel):
+    device: str
+    hall: str
+    window: str = Field(description="the window the device is registered for at the hub")
+    kid: str | None = Field(description="the current key's id")
+    registered_at: str
+    updated_at: str
+    health: HealthOut | None = Field(description="the newest health snapshot from this hall")
+    alerts_open: list[str] = Field(description="kinds of the device's open alerts in this hall")
+
+    @classmethod
+    def of(cls, d: DeviceRecord) -> DeviceOut:
+        return cls(device=d.device, hall=d.hall, window=d.window, kid=d.kid,
+                   registered_at=d.registered_at, updated_at=d.updated_at,
+                   health=HealthOut.of(d.health) if d.health is not None else None,
+                   alerts_open=list(d.alerts_open))
 
 
 class Health(BaseModel):

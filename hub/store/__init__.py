@@ -5,17 +5,21 @@ from __future__ import annotations
 from ..config import HubSettings
 from .base import (
     AlertRecord,
+    DeviceRecord,
     GatewayRecord,
     HubStore,
     KeyIdCollision,
     RejectionRecord,
     RejectionSummary,
+    StoredDeviceAlert,
+    StoredHealth,
     StoredRating,
 )
 from .sqlite import SQLiteStore
 
-__all__ = ["AlertRecord", "GatewayRecord", "HubStore", "KeyIdCollision", "RejectionRecord",
-           "RejectionSummary", "SQLiteStore", "StoredRating", "store_for"]
+__all__ = ["AlertRecord", "DeviceRecord", "GatewayRecord", "HubStore", "KeyIdCollision",
+           "RejectionRecord", "RejectionSummary", "SQLiteStore", "StoredDeviceAlert", "StoredHealth",
+           "StoredRating", "store_for"]
 
 
 def store_for(settings: HubSettings) -> HubStore:

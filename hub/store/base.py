@@ -73,6 +73,58 @@ class StoredRating:
 
 
 @dataclass(frozen=True)
+class StoredHealth:
+    """A device health snapshot as the gateway forwarded it; `health` is the device's payload."""
+
+    hall: str
+    device: str
+    window: str | None
+    boot: int
+    up: int
+    received_at: str
+    presence: str | None
+    offset_ms: int | None
+    health: dict
+    ingested_at: str
+
+
+@dataclass(frozen=True)
+class StoredDeviceAlert:
+    """A gateway's device alert: `state` `raised` until its clear arrived (`cleared_at` set).
+
+    `window` and `detail` are the newest state's. `raise_seen` is False for an alert the hub knows
+    only from its clear (the raise may still be on its way, or was a dead letter)."""
+
+    hall: str
+    id: int
+    device: str
+    window: str | None
+    alert: str
+    state: str
+    detail: str | None
+    raised_at: str
+    cleared_at: str | None
+    raise_seen: bool
+    ingested_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """A registered device, where the hub sees it: its current kid, the newest health snapshot of
+    its current hall (None before the first), and the kinds of its open alerts there (sorted)."""
+
+    device: str
+    hall: str
+    window: str
+    kid: str | None
+    registered_at: str
+    updated_at: str
+    health: StoredHealth | None
+    alerts_open: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RejectionRecord:
     at: str
     hall: str
@@ -98,7 +150,8 @@ class AlertRecord:
 
 
 class HubStore(ABC):
-    """Storage for gateways, devices and their keys, services, ratings, rejections and alerts."""
+    """Storage for gateways, devices and their keys, services, ratings, the gateways' device health
+    snapshots and device alerts, rejections and the hub's own alerts."""
 
     async def __aenter__(self) -> HubStore:
         await self.open()
@@ -158,13 +211,31 @@ class HubStore(ABC):
         """Ratings matching every given filter, newest ingested first, at most `limit`."""
 
     @abstractmethod
+    async def list_devices(self, *, hall: str | None = None) -> list[DeviceRecord]:
+        """Registered devices (of `hall` if given), by device id, each with its newest health of
+        its current hall and its open alerts there. An unknown hall is an empty list."""
+
+    @abstractmethod
+    async def health_history(self, *, hall: str, device: str, limit: int = 100) -> list[StoredHealth]:
+        """`device`'s health snapshots ingested for `hall`, newest `received_at` first (ties: the
+        later boot and `up` first), at most `limit`."""
+
+    @abstractmethod
+    async def device_alerts(self, *, hall: str, device: str | None = None, state: str | None = None,
+                            limit: int = 100) -> list[StoredDeviceAlert]:
+        """`hall`'s device alerts matching the filters (`state` `raised` = still open), newest
+        alert id first, at most `limit`."""
+
+    @abstractmethod
     async def rejection_summary(self, *, hall: str | None = None, limit: int = 50) -> RejectionSummary:
         """Count of rejected items (total and by reason) and the `limit` most recent ones."""
 
     @abstractmethod
     async def alerts(self, *, kind: str | None = None, limit: int = 100) -> list[AlertRecord]:
-        """Alerts (tampering, service_conflict), newest first."""
+        """The hub's own alerts (tampering, service_conflict, health_conflict, alert_conflict),
+        newest first. Not the gateways' device alerts: `device_alerts`."""
 
     @abstractmethod
     async def counts(self) -> dict[str, int]:
-        """Row counts: gateways, devices, device_keys, services, ratings, rejections, alerts."""
+        """Row counts: gateways, devices, device_keys, services, ratings, device_health,
+        device_alerts, rejections, alerts."""

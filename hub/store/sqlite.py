@@ -20,21 +20,33 @@ import aiosqlite
 
 from hcp.protocol import Rating, key_id
 
-from ..ingest import DeviceKeys, IngestPlan, ItemResult, ParsedItem, decide, lookups
+from ..ingest import (
+    DeviceAlertRow,
+    DeviceKeys,
+    IngestPlan,
+    ItemResult,
+    ParsedItem,
+    decide,
+    lookups,
+)
 from ..migrations import SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
 from .base import (
     AlertRecord,
+    DeviceRecord,
     GatewayRecord,
     HubStore,
     KeyIdCollision,
     RejectionRecord,
     RejectionSummary,
+    StoredDeviceAlert,
+    StoredHealth,
     StoredRating,
 )
 
 BUSY_TIMEOUT_MS = 5000  # a backup or an operator's sqlite3 shell may hold the lock for a moment
 SYNCHRONOUS = "FULL"  # an accepted item must survive a power cut: the gateway deletes it on our answer
 LOOKUP_CHUNK = 400  # bound variables per IN (...) list: under the old 999 limit with 2 per rating
+HEALTH_LOOKUP_CHUNK = 300  # 3 variables per health key: still under 999
 
 T = TypeVar("T")
 
@@ -64,6 +76,24 @@ def _statements(script: str) -> list[str]:
     if pending.strip():
         raise ValueError(f"unterminated statement in migration: {pending.strip()[:80]}")
     return statements
+
+
+_HEALTH_COLUMNS = "hall, device, window_id, boot, up, received_at, presence, offset_ms, payload, ingested_at"
+_DEVICE_ALERT_COLUMNS = ("hall, alert_id, device, window_id, alert, state, detail, raised_at, cleared_at, "
+                         "raised_item IS NOT NULL, ingested_at, updated_at")
+
+
+def _stored_health(row: sqlite3.Row | tuple) -> StoredHealth:
+    hall, device, window, boot, up, received_at, presence, offset_ms, payload, ingested_at = row
+    return StoredHealth(hall, device, window, boot, up, received_at, presence, offset_ms,
+                        json.loads(payload)["health"], ingested_at)
+
+
+def _stored_device_alert(row: sqlite3.Row | tuple) -> StoredDeviceAlert:
+    (hall, alert_id, device, window, alert, state, detail, raised_at, cleared_at, raise_seen,
+     ingested_at, updated_at) = row
+    return StoredDeviceAlert(hall, alert_id, device, window, alert, state, detail, raised_at,
+                             cleared_at, bool(raise_seen), ingested_at, updated_at)
 
 
 def _stored_rating(row: sqlite3.Row | tuple) -> StoredRating:
@@ -227,13 +257,15 @@ class SQLiteStore(HubStore):
     # ------------------------------------------------------------------------ ingest
 
     async def _ingest_parsed(self, hall: str, items: Sequence[ParsedItem]) -> list[ItemResult]:
-        device_ids, rating_keys, service_ids = lookups(items)
+        needed = lookups(items)
 
         async def work(db: aiosqlite.Connection) -> list[ItemResult]:
-            devices = await self._load_devices(db, device_ids)
-            stored_ratings = await self._load_ratings(db, rating_keys)
-            stored_services = await self._load_services(db, hall, service_ids)
-            plan = decide(items, devices, stored_ratings, stored_services)
+            devices = await self._load_devices(db, needed.devices)
+            stored_ratings = await self._load_ratings(db, needed.ratings)
+            stored_services = await self._load_services(db, hall, needed.services)
+            stored_health = await self._load_health(db, hall, needed.health)
+            stored_alerts = await self._load_device_alerts(db, hall, needed.alerts)
+            plan = decide(items, devices, stored_ratings, stored_services, stored_health, stored_alerts)
             await self._write_plan(db, hall, plan, _now())
             return plan.results
 
@@ -258,9 +290,13 @@ class SQLiteStore(HubStore):
         for chunk in _chunks(sorted(keys)):
             marks = ",".join("(?, ?)" for _ in chunk)
             params = [value for key in chunk for value in key]
+            # The keys drive the loop, one seek in UNIQUE (device, n) each. `(device, n) IN
+            # (VALUES ...)` was planned as a scan of the whole table: every batch cost O(ratings),
+            # and a 1M-item backlog drain slowed from 8,000 to 1,600 items/s (bench/gateway_drain.py).
             for hall, device, n, boot, mono, session, score, kid, sig in await self._rows(
-                    "SELECT hall, device, n, boot, mono, session, score, kid, sig FROM ratings "
-                    f"WHERE (device, n) IN (VALUES {marks})", params, db):
+                    "SELECT r.hall, r.device, r.n, r.boot, r.mono, r.session, r.score, r.kid, r.sig "
+                    f"FROM (VALUES {marks}) AS k CROSS JOIN ratings AS r "
+                    "ON r.device = k.column1 AND r.n = k.column2", params, db):
                 found[(device, n)] = Rating(hall, device, n, boot, mono, session, score, kid, sig)
         return found
 
@@ -272,6 +308,33 @@ class SQLiteStore(HubStore):
                     f"SELECT id, payload FROM services WHERE hall = ? AND id IN ({marks})",
                     [hall, *chunk], db):
                 found[sid] = payload
+        return found
+
+    async def _load_health(self, db: aiosqlite.Connection, hall: str,
+                           keys: set[tuple[str, int, int]]) -> dict[tuple[str, int, int], str]:
+        found: dict[tuple[str, int, int], str] = {}
+        for chunk in _chunks(sorted(keys), HEALTH_LOOKUP_CHUNK):
+            marks = ",".join("(?, ?, ?)" for _ in chunk)
+            params = [*(value for key in chunk for value in key), hall]
+            # The keys drive the loop, one seek in UNIQUE (hall, device, boot, up) each: the IN
+            # (VALUES ...) form seeks only by hall, a scan of the hall's whole history per batch.
+            for device, boot, up, payload in await self._rows(
+                    "SELECT h.device, h.boot, h.up, h.payload "
+                    f"FROM (VALUES {marks}) AS k CROSS JOIN device_health AS h ON h.hall = ? "
+                    "AND h.device = k.column1 AND h.boot = k.column2 AND h.up = k.column3", params, db):
+                found[(device, boot, up)] = payload
+        return found
+
+    async def _load_device_alerts(self, db: aiosqlite.Connection, hall: str,
+                                  ids: set[int]) -> dict[int, DeviceAlertRow]:
+        found: dict[int, DeviceAlertRow] = {}
+        for chunk in _chunks(sorted(ids)):
+            marks = ",".join("?" * len(chunk))
+            for row in await self._rows(
+                    "SELECT alert_id, device, window_id, alert, detail, raised_at, cleared_at, "
+                    f"raised_item, cleared_item FROM device_alerts WHERE hall = ? AND alert_id IN ({marks})",
+                    [hall, *chunk], db):
+                found[row[0]] = DeviceAlertRow(*row)
         return found
 
     async def _write_plan(self, db: aiosqlite.Connection, hall: str, plan: IngestPlan, now: str) -> None:
@@ -294,6 +357,30 @@ class SQLiteStore(HubStore):
                 [(s.hall, s.id, s.ticket, s.window, s.staff_id, s.staff_name, s.matter_code,
                   s.matter_name, s.case_no, s.unit, s.accepted_at, s.finished_at, s.outcome,
                   s.canonical(), now) for s in plan.services])
+        if plan.health:
+            await db.executemany(
+                "INSERT INTO device_health (hall, device, boot, up, window_id, received_at, "
+                "received_ms, presence, offset_ms, payload, ingested_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(h.hall, h.device, h.boot, h.up, h.window, h.received_at, h.received_ms, h.presence,
+                  h.offset_ms, h.canonical(), now) for h in plan.health])
+            await db.executemany(  # rows apply in order, so a batch's own snapshots compare too
+                "INSERT INTO device_health_latest (hall, device, boot, up, received_ms) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (hall, device) DO UPDATE SET "
+                "boot = excluded.boot, up = excluded.up, received_ms = excluded.received_ms "
+                "WHERE (excluded.received_ms, excluded.boot, excluded.up) > "
+                "(device_health_latest.received_ms, device_health_latest.boot, device_health_latest.up)",
+                [(h.hall, h.device, h.boot, h.up, h.received_ms) for h in plan.health])
+        if plan.device_alerts:
+            await db.executemany(
+                "INSERT INTO device_alerts (hall, alert_id, device, window_id, alert, state, detail, "
+                "raised_at, cleared_at, raised_item, cleared_item, ingested_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hall, alert_id) DO UPDATE SET "
+                "window_id = excluded.window_id, state = excluded.state, detail = excluded.detail, "
+                "cleared_at = excluded.cleared_at, raised_item = excluded.raised_item, "
+                "cleared_item = excluded.cleared_item, updated_at = excluded.updated_at",
+                [(hall, a.id, a.device, a.window, a.alert, a.state, a.detail, a.raised_at,
+                  a.cleared_at, a.raised, a.cleared, now, now) for a in plan.device_alerts.values()])
         if plan.rejections:
             await db.executemany(
                 "INSERT INTO rejections (at, hall, item_key, reason, item) VALUES (?, ?, ?, ?, ?)",
@@ -325,6 +412,42 @@ class SQLiteStore(HubStore):
         rows = await self._rows(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit])
         return [_stored_rating(row) for row in rows]
 
+    async def list_devices(self, *, hall: str | None = None) -> list[DeviceRecord]:
+        where, params = ("WHERE d.hall = ?", [hall]) if hall is not None else ("", [])
+        health = ", ".join(f"h.{column.strip()}" for column in _HEALTH_COLUMNS.split(","))
+        rows = await self._rows(
+            "SELECT d.device, d.hall, d.window_id, k.kid, d.registered_at, d.updated_at, "
+            "(SELECT json_group_array(alert) FROM (SELECT DISTINCT a.alert FROM device_alerts a "
+            " WHERE a.hall = d.hall AND a.device = d.device AND a.cleared_at IS NULL ORDER BY a.alert)), "
+            f"{health} FROM devices d "
+            "LEFT JOIN device_keys k ON k.device = d.device AND k.retired_at IS NULL "
+            "LEFT JOIN device_health_latest l ON l.hall = d.hall AND l.device = d.device "
+            "LEFT JOIN device_health h ON h.hall = l.hall AND h.device = l.device "
+            "AND h.boot = l.boot AND h.up = l.up "
+            f"{where} ORDER BY d.device", params)
+        return [DeviceRecord(device, hall_, window, kid, registered_at, updated_at,
+                             _stored_health(latest) if latest[0] is not None else None,
+                             tuple(json.loads(open_kinds)))
+                for device, hall_, window, kid, registered_at, updated_at, open_kinds, *latest in rows]
+
+    async def health_history(self, *, hall: str, device: str, limit: int = 100) -> list[StoredHealth]:
+        rows = await self._rows(
+            f"SELECT {_HEALTH_COLUMNS} FROM device_health WHERE hall = ? AND device = ? "
+            "ORDER BY received_ms DESC, boot DESC, up DESC LIMIT ?", (hall, device, limit))
+        return [_stored_health(row) for row in rows]
+
+    async def device_alerts(self, *, hall: str, device: str | None = None, state: str | None = None,
+                            limit: int = 100) -> list[StoredDeviceAlert]:
+        where, params = ["hall = ?"], [hall]
+        for column, value in (("device", device), ("state", state)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = await self._rows(
+            f"SELECT {_DEVICE_ALERT_COLUMNS} FROM device_alerts WHERE {' AND '.join(where)} "
+            "ORDER BY alert_id DESC LIMIT ?", [*params, limit])
+        return [_stored_device_alert(row) for row in rows]
+
     async def rejection_summary(self, *, hall: str | None = None, limit: int = 50) -> RejectionSummary:
         where, params = ("WHERE hall = ?", [hall]) if hall is not None else ("", [])
         by_reason = {reason: count for reason, count in await self._rows(
@@ -342,6 +465,7 @@ class SQLiteStore(HubStore):
         return [AlertRecord(at, k, hall, key, json.loads(detail)) for at, k, hall, key, detail in rows]
 
     async def counts(self) -> dict[str, int]:
-        tables = ("gateways", "devices", "device_keys", "services", "ratings", "rejections", "alerts")
+        tables = ("gateways", "devices", "device_keys", "services", "ratings", "device_health",
+                  "device_alerts", "rejections", "alerts")
         sql = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM {t}" for t in tables)
         return {table: count for table, count in await self._rows(sql)}

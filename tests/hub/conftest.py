@@ -1,22 +1,60 @@
-"""Hub test helpers: the store under test (every backend), keys (`device_key`), the vectors."""
+"""Hub test helpers: the store under test (every backend), keys (`device_key`), the vectors, and
+builders of the gateway's device-report items (`health_item`, `alert_item`)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hub.store import HubStore, SQLiteStore
 from tests.fixtures.device import device_key  # noqa: F401 (the hub tests import it from here)
 
+H1 = "H1"
+GATEWAY_KEY = bytes(range(32))
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "ratings.json"
 BACKENDS = ["sqlite"]  # PostgreSQL joins here, and every store test runs on it too
 
 
 def vectors() -> dict:
     return json.loads(VECTORS.read_text())
+
+
+HEALTH_AT = "2026-11-21T09:30:07.412+08:00"
+RAISED_AT = "2026-11-21T09:31:00.000+08:00"
+CLEARED_AT = "2026-11-21T09:45:00.000+08:00"
+
+
+def health_payload(boot: int = 3, up: int = 81234, **fields: Any) -> dict:
+    """A device's health message (docs/protocol.md, "health"); `fields` override."""
+    return {"v": 1, "boot": boot, "up": up, "heap": 40912, "alloc_peak": 23104, "ob": 0,
+            "fw": "0.1.0", "rssi": None, "clock": "mono", "stuck": [], "err": None,
+            "cnt": {"press": 5, "rate": 4, "resend": 0, "reconn": 1, "err": 0, "stuck": 0,
+                    "badmsg": 0, "badcon": 0}, **fields}
+
+
+def health_item(device: str = "D07", boot: int = 3, up: int = 81234, window: str | None = "7",
+                received_at: str = HEALTH_AT, presence: str | None = "online",
+                health: dict | None = None, **fields: Any) -> dict:
+    """A health item as the gateway forwards it; `fields` override or add item fields."""
+    return {"kind": "health", "device": device, "window": window, "received_at": received_at,
+            "presence": presence, "offset_ms": 1795239326000 - up,
+            "health": health if health is not None else health_payload(boot, up), **fields}
+
+
+def alert_item(alert_id: int = 17, state: str = "raised", device: str = "D07",
+               alert: str = "stuck_button", window: str | None = "7",
+               detail: str | None = "button(s) stuck: 3", raised_at: str = RAISED_AT,
+               cleared_at: str | None = None, **fields: Any) -> dict:
+    """An alert item as the gateway forwards it; a `cleared` one gets CLEARED_AT unless given."""
+    if state == "cleared" and cleared_at is None:
+        cleared_at = CLEARED_AT
+    return {"kind": "alert", "id": alert_id, "device": device, "window": window, "alert": alert,
+            "state": state, "detail": detail, "raised_at": raised_at, "cleared_at": cleared_at,
+            **fields}
 
 
 @pytest.fixture
@@ -37,3 +75,12 @@ async def store(store_factory: Callable[[], HubStore]) -> AsyncIterator[HubStore
     """An open, empty store (once per backend)."""
     async with store_factory() as backend:
         yield backend
+
+
+@pytest.fixture
+def hall(hub_app):
+    """Hall H1 with devices D07 (window 7) and D08 (window 8): -> its gateway token."""
+    token = hub_app.register_gateway(H1, GATEWAY_KEY)
+    hub_app.register_device("D07", H1, "7", device_key("D07"))
+    hub_app.register_device("D08", H1, "8", device_key("D08"))
+    return token

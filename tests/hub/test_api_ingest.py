@@ -10,20 +10,11 @@ import pytest
 from hcp.protocol import BAD_SCORES, LEVELS, Rating, key_id, sign_rating
 from tests.fixtures.hub import binding, rating_item, running_app, service_item
 
-from .conftest import device_key, vectors
+from .conftest import GATEWAY_KEY, H1, device_key, vectors
 
-H1 = "H1"
-GATEWAY_KEY = bytes(range(32))
 TABLES = ("ratings", "services", "rejections", "alerts", "devices", "device_keys", "gateways")
 
 
-@pytest.fixture
-def hall(hub_app):
-    """Hall H1 with devices D07 (window 7) and D08 (window 8): -> its gateway token."""
-    token = hub_app.register_gateway(H1, GATEWAY_KEY)
-    hub_app.register_device("D07", H1, "7", device_key("D07"))
-    hub_app.register_device("D08", H1, "8", device_key("D08"))
-    return token
 
 
 def rated(device: str = "D07", n: int = 1, score: int = 4, sess: str | None = "3f2a9c1e0b7d4a55",

@@ -11,7 +11,7 @@ from hcp.protocol import sign_rating
 from hub.migrations import SQLITE_MIGRATIONS
 from tests.fixtures.hub import ROOT, binding, rating_item, service_item
 
-from .conftest import device_key
+from .conftest import alert_item, device_key, health_item
 
 GATEWAY_KEY = b"\x33" * 32
 
@@ -42,6 +42,24 @@ def test_a_restart_keeps_everything_and_a_resent_batch_is_duplicate(hub_server):
     assert [r["id"] for r in hub_server.ratings()] == ["D07:2", "D07:1"]
     with sqlite3.connect(hub_server.db_path) as db:
         assert db.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == 2
+
+
+def test_the_hub_process_takes_device_reports_and_keeps_them_over_a_restart(hub_server):
+    token = hub_server.register_gateway("H1", GATEWAY_KEY)
+    hub_server.register_device("D07", "H1", "7", device_key("D07"))
+    batch = [health_item("D07", up=60000), alert_item(4, "cleared", device="D07"), alert_item(4)]
+    response = hub_server.ingest(token, "H1", batch)
+    assert [(r["key"], r["status"]) for r in response.json()["results"]] == [
+        ("health:H1:D07:3:60000", "accepted"), ("alert:H1:4:cleared", "accepted"),
+        ("alert:H1:4:raised", "accepted")]
+    assert hub_server.stop() == 0
+    hub_server.start()
+    assert {r["status"] for r in hub_server.ingest(token, "H1", batch).json()["results"]} == {"duplicate"}
+    headers = hub_server.admin_headers
+    [device] = hub_server.http.get("/api/v1/halls/H1/devices", headers=headers).json()
+    assert (device["health"]["up"], device["alerts_open"]) == (60000, [])
+    [alert] = hub_server.http.get("/api/v1/halls/H1/alerts", headers=headers).json()
+    assert (alert["id"], alert["state"], alert["raise_seen"]) == (4, "cleared", True)
 
 
 def run_hub(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

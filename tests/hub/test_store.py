@@ -12,7 +12,7 @@ from hub.migrations import SQLITE_MIGRATIONS
 from hub.store import KeyIdCollision, SQLiteStore
 from tests.fixtures.hub import binding, rating_item, service_item
 
-from .conftest import device_key
+from .conftest import CLEARED_AT, alert_item, device_key, health_item
 
 pytestmark = pytest.mark.anyio
 
@@ -219,7 +219,159 @@ async def test_concurrent_batches_accept_each_rating_once(store):
     assert (await store.counts())["ratings"] == 40
 
 
+# ---------------------------------------------------------------------------- device reports
+
+
+async def test_health_keeps_every_snapshot_and_the_newest_per_device(store):
+    await setup_devices(store, "D1", "D2")
+    t1, t2 = "2026-11-21T09:30:00.000+08:00", "2026-11-21T09:35:00.000+08:00"
+    t0 = "2026-11-21T09:25:00.000+08:00"
+    t3 = "2026-11-21T01:40:00.000Z"  # 09:40 at +08:00: the newest, though it sorts first as text
+    results = await store.ingest(H1, [health_item("D1", up=2000, received_at=t2),
+                                      health_item("D1", up=1000, received_at=t1)])
+    assert statuses(results) == [("health:H1:D1:3:2000", "accepted", None),
+                                 ("health:H1:D1:3:1000", "accepted", None)]
+    [d1, d2] = await store.list_devices(hall=H1)
+    assert (d1.device, d1.health.up, d1.health.received_at) == ("D1", 2000, t2)
+    assert (d2.device, d2.health, d2.alerts_open) == ("D2", None, ())
+    await store.ingest(H1, [health_item("D1", up=500, received_at=t0)])  # a late arrival
+    assert (await store.list_devices(hall=H1))[0].health.up == 2000
+    await store.ingest(H1, [health_item("D1", boot=4, up=10, received_at=t3, presence="offline")])
+    newest = (await store.list_devices(hall=H1))[0].health
+    assert (newest.boot, newest.up, newest.presence, newest.window) == (4, 10, "offline", "7")
+    assert newest.health == health_item("D1", boot=4, up=10)["health"]
+    assert newest.offset_ms == 1795239326000 - 10
+    history = await store.health_history(hall=H1, device="D1")
+    assert [(h.boot, h.up) for h in history] == [(4, 10), (3, 2000), (3, 1000), (3, 500)]
+    assert [h.up for h in await store.health_history(hall=H1, device="D1", limit=2)] == [10, 2000]
+    assert await store.health_history(hall="H2", device="D1") == []
+    assert (await store.counts())["device_health"] == 4
+
+
+async def test_a_moved_device_shows_only_its_new_halls_health(store):
+    await setup_devices(store, "D1")
+    await store.ingest(H1, [health_item("D1", up=1)])
+    await store.register_device("D1", "H2", "4", device_key("D1"))
+    assert await store.list_devices(hall=H1) == []
+    [moved] = await store.list_devices(hall="H2")
+    assert (moved.hall, moved.window, moved.health, moved.kid) == ("H2", "4", None, key_id(device_key("D1")))
+    assert statuses(await store.ingest(H1, [health_item("D1", up=2)])) == [
+        ("health:H1:D1:3:2", "rejected", "unknown_device")]
+    await store.ingest("H2", [health_item("D1", up=3, window="4")])
+    assert (await store.list_devices(hall="H2"))[0].health.up == 3
+    assert [d.device for d in await store.list_devices()] == ["D1"]
+    assert [h.up for h in await store.health_history(hall=H1, device="D1")] == [1]
+
+
+async def test_device_alerts_are_one_row_each_whichever_state_comes_first(store):
+    await setup_devices(store, "D1", "D2")
+    batch1 = [alert_item(1, device="D1"), alert_item(2, "cleared", device="D1", alert="counter_gap",
+                                                     detail="missing n 3-4 (2 ratings)"),
+              alert_item(3, device="D2", alert="offline", detail="never connected")]
+    assert [r.status for r in await store.ingest(H1, batch1)] == ["accepted"] * 3
+    rows = await store.device_alerts(hall=H1)
+    assert [(a.id, a.state, a.raise_seen) for a in rows] == [
+        (3, "raised", True), (2, "cleared", False), (1, "raised", True)]
+    assert {d.device: d.alerts_open for d in await store.list_devices(hall=H1)} == {
+        "D1": ("stuck_button",), "D2": ("offline",)}
+    batch2 = [alert_item(1, "cleared", device="D1", detail="released"),
+              alert_item(2, device="D1", alert="counter_gap", detail="missing n 3")]
+    assert [r.status for r in await store.ingest(H1, batch2)] == ["accepted"] * 2
+    one, two = await store.device_alerts(hall=H1, device="D1")
+    assert (one.id, one.state, one.detail, one.cleared_at, one.raise_seen) == (
+        2, "cleared", "missing n 3-4 (2 ratings)", CLEARED_AT, True)  # the clear's detail stays
+    assert (two.id, two.state, two.detail, two.cleared_at) == (1, "cleared", "released", CLEARED_AT)
+    assert {d.device: d.alerts_open for d in await store.list_devices(hall=H1)} == {
+        "D1": (), "D2": ("offline",)}
+    assert [a.id for a in await store.device_alerts(hall=H1, state="raised")] == [3]
+    assert [a.id for a in await store.device_alerts(hall=H1, state="cleared")] == [2, 1]
+    assert [a.id for a in await store.device_alerts(hall=H1, limit=1)] == [3]
+    assert await store.device_alerts(hall="H2") == []
+    before = await store.counts()
+    assert {r.status for r in await store.ingest(H1, batch1 + batch2)} == {"duplicate"}
+    assert await store.counts() == before and before["device_alerts"] == 3
+    assert await store.alerts() == []
+
+
+async def test_report_conflicts_are_rejected_counted_and_alerted(store):
+    await setup_devices(store, "D1")
+    await store.ingest(H1, [health_item("D1"), alert_item(5, device="D1")])
+    results = await store.ingest(H1, [health_item("D1", presence="offline"),
+                                      alert_item(5, device="D1", detail="another"),
+                                      alert_item(5, "cleared", device="D2")])
+    assert [(r.status, r.reason) for r in results] == [("rejected", "conflict")] * 3
+    assert [a.kind for a in await store.alerts()] == ["alert_conflict", "alert_conflict", "health_conflict"]
+    assert (await store.rejection_summary()).by_reason == {"conflict": 3}
+    [alert] = await store.device_alerts(hall=H1)
+    assert (alert.state, alert.detail) == ("raised", "button(s) stuck: 3")
+    assert (await store.list_devices(hall=H1))[0].health.presence == "online"
+
+
 # ---------------------------------------------------------------------------- SQLite specifics
+
+
+async def test_sqlite_report_lookups_and_reads_seek_and_never_scan(tmp_path):
+    """Ingest looks health up by its whole key and alerts by (hall, id), and the hall reads use
+    their indexes: neither grows with the health history (about 290 rows per device a day)."""
+
+    async def plans(store, work) -> list[tuple[str, list[str]]]:
+        """(SQL, query plan) of every SELECT on the report tables that `work()` runs."""
+        traced: list[str] = []
+        for db in (store._w, store._r):
+            await db._execute(db._conn.set_trace_callback, traced.append)
+        try:
+            await work()
+        finally:
+            for db in (store._w, store._r):
+                await db._execute(db._conn.set_trace_callback, None)
+        return [(sql, [row[3] for row in await store._w.execute_fetchall("EXPLAIN QUERY PLAN " + sql)])
+                for sql in traced if sql.lstrip().upper().startswith("SELECT")
+                and ("device_health" in sql or "device_alerts" in sql)]
+
+    def scans(plan: list[str]) -> list[str]:
+        tables = {"device_health", "device_alerts", "devices", "h", "a", "d", "l"}
+        return [line for line in plan
+                if line.startswith("SCAN ") and line[5:].split(" USING ")[0] in tables]
+
+    async with SQLiteStore(tmp_path / "hub.sqlite3") as store:
+        await setup_devices(store, "D1", "D2")
+        batch = [health_item(d, up=up) for d in ("D1", "D2") for up in (1, 2, 3)]
+        batch += [alert_item(i, device="D1") for i in (1, 2)]
+        await store.ingest(H1, batch)
+        more = batch + [health_item("D1", up=4), alert_item(2, "cleared", device="D1")]
+        ingest = await plans(store, lambda: store.ingest(H1, more))
+        assert len(ingest) == 2, ingest
+        for sql, plan in ingest:
+            searches = [line for line in plan if line.startswith("SEARCH")]
+            assert searches and not scans(plan), f"{sql}\n{plan}"
+            key = "(hall=? AND device=? AND boot=? AND up=?)" if "device_health" in sql else \
+                "(hall=? AND alert_id=?)"
+            assert all(key in line for line in searches), f"{sql}\n{plan}"
+
+        async def reads() -> None:
+            await store.list_devices(hall=H1)
+            await store.health_history(hall=H1, device="D1")
+            await store.device_alerts(hall=H1, state="raised")
+        read_plans = await plans(store, reads)
+        assert len(read_plans) == 3
+        for sql, plan in read_plans:
+            assert not scans(plan), f"{sql}\n{plan}"
+
+
+async def test_sqlite_upgrades_a_version_1_database_keeping_its_data(tmp_path, monkeypatch):
+    path = tmp_path / "hub.sqlite3"
+    monkeypatch.setattr("hub.store.sqlite.SQLITE_MIGRATIONS", SQLITE_MIGRATIONS[:1])
+    async with SQLiteStore(path) as old:
+        assert await old.schema_version() == 1
+        await setup_devices(old, "D1")
+        await old.ingest(H1, [rating_item(rated("D1", 1)), service_item("s1")])
+    monkeypatch.undo()
+    async with SQLiteStore(path) as new:
+        assert await new.schema_version() == len(SQLITE_MIGRATIONS) >= 2
+        assert [r.id for r in await new.list_ratings()] == ["D1:1"]
+        results = await new.ingest(H1, [health_item("D1"), alert_item(1, device="D1"),
+                                        service_item("s1")])
+        assert [r.status for r in results] == ["accepted", "accepted", "duplicate"]
 
 
 async def test_sqlite_file_is_in_wal_mode_with_one_version_row(tmp_path):
@@ -255,10 +407,14 @@ async def test_sqlite_batch_is_one_transaction(tmp_path, monkeypatch):
             raise OSError("disk gone")
 
         monkeypatch.setattr(SQLiteStore, "_write_plan", write_then_fail)
-        batch = [rating_item(rated("D1", 1)), service_item("s1"), {"kind": "junk"}]
+        batch = [rating_item(rated("D1", 1)), service_item("s1"), {"kind": "junk"},
+                 health_item("D1"), alert_item(1, device="D1")]
         with pytest.raises(OSError):
             await store.ingest(H1, batch)
         counts = await store.counts()
         assert (counts["ratings"], counts["services"], counts["rejections"]) == (0, 0, 0)
+        assert (counts["device_health"], counts["device_alerts"]) == (0, 0)
+        assert (await store.list_devices(hall=H1))[0].health is None
         monkeypatch.undo()
-        assert [r.status for r in await store.ingest(H1, batch)] == ["accepted", "accepted", "rejected"]
+        assert [r.status for r in await store.ingest(H1, batch)] == [
+            "accepted", "accepted", "rejected", "accepted", "accepted"]

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from . import devices, gateways, health, ingest, ratings
+from . import devices, gateways, halls, health, ingest, ratings
 
 api_router = APIRouter()
 api_router.include_router(health.router)
@@ -10,3 +10,4 @@ api_router.include_router(gateways.router, prefix="/api/v1")
 api_router.include_router(devices.router, prefix="/api/v1")
 api_router.include_router(ingest.router, prefix="/api/v1")
 api_router.include_router(ratings.router, prefix="/api/v1")
+api_router.include_router(halls.router, prefix="/api/v1")

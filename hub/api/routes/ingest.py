@@ -14,7 +14,8 @@ router = APIRouter(tags=["ingest"])
                         413: {"description": "too many items or body too large"}})
 async def ingest(envelope: IngestEnvelope, gateway: GatewayDep, store: StoreDep,
                  settings: SettingsDep) -> IngestResponse:
-    """Ingest a batch of services and ratings from a hall's gateway (docs/protocol.md, "Hub ingest").
+    """Ingest a batch of services, ratings, device health snapshots and device alerts from a hall's
+    gateway (docs/protocol.md, "Hub ingest").
 
     One result per item, in item order: `accepted`, `duplicate` (already stored, nothing changes;
     for a rating the first binding wins) or `rejected` with a reason. A bad item never fails the rest
