@@ -55,6 +55,9 @@ class GatewaySettings(BaseSettings):
     broker_port: int = Field(1883, ge=1, le=65535)
     broker_username: str | None = None
     broker_password: SecretStr | None = None
+    broker_secret: SecretStr | None = Field(
+        None, min_length=16, description="derives device broker passwords (broker_config.py); "
+                                         "default: derived from gateway_key")
     hub_url: str
     hub_token: SecretStr
     gateway_key: SecretStr = Field(description="64 hex characters (32 bytes); signs phone tokens")
@@ -66,11 +69,37 @@ class GatewaySettings(BaseSettings):
     prompt_on: Literal["finished", "accepted"] = "finished"
     session_ttl_s: int = Field(60, ge=1, le=3600)
     local_bind_tolerance_s: float = Field(120.0, ge=0)
-    forward_batch: int = Field(500, ge=1, le=1000)
+    forward_batch: int = Field(1000, ge=1, le=1000)  # drains faster than 500 (bench)
     forward_interval_s: float = Field(0.2, gt=0)
     retry_min_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(60.0, gt=0)
     retry_seed: int | None = Field(None, description="seed for the retry jitter (tests); None = random")
+    # registry, health and alerts (docs/gateway.md, "Registry and presence", "Alerts")
+    health_period_s: float = Field(60.0, gt=0, description="a device's health period until two of "
+                                   "its healths show its own (the firmware's default health_s)")
+    offline_after_periods: float = Field(3.0, ge=1, description="nothing heard for this many health "
+                                         "periods: offline, with or without a last will")
+    registry_sweep_s: float = Field(5.0, gt=0, description="how often timeouts and time-based "
+                                    "alerts are checked")
+    alert_offline_after_s: float = Field(120.0, ge=0, description="offline this long: alert")
+    alert_outbox_max: int = Field(20, ge=0, description="device flash outbox (health ob) above: alert")
+    alert_outbox_rising: int = Field(3, ge=1, description="ob larger in this many healths in a row: alert")
+    alert_clock_jump_ms: int = Field(5000, ge=1, description="device clock offset moving more "
+                                     "than this between two healths of one boot: alert")
+    alert_reboots: int = Field(4, ge=1, description="boot count rising this much within "
+                               "alert_reboots_window_s: alert")
+    alert_reboots_window_s: float = Field(3600.0, gt=0)
+    alert_gap_after_s: float = Field(300.0, ge=0, description="a skipped rating counter still "
+                                     "missing after this long: alert")
+    hub_health: bool = Field(True, description="forward health snapshots and alert changes to the hub")
+    hub_health_interval_s: float = Field(300.0, gt=0, description="at most one health snapshot per "
+                                         "device per this many seconds")
+    # capacity (docs/gateway.md, "Capacity and retention")
+    outbox_keep_days: float = Field(7.0, ge=0, description="outbox rows the hub took are deleted "
+                                    "this long after; pending and dead rows and ratings stay")
+    prune_interval_s: float = Field(3600.0, gt=0, description="how often old sent rows are pruned")
+    db_max_mb: float | None = Field(None, gt=0, description="cap on the database file (MiB): past "
+                                    "it writes fail as on a full disk; default: the disk is the cap")
     devices: list[DeviceSeed] = Field(default_factory=list)
 
     @field_validator("hall")

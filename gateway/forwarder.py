@@ -5,6 +5,11 @@ answers: `accepted`/`duplicate` -> sent, `rejected` -> dead with the reason. A r
 after the hub answered for it, so a crash or a cancelled post leaves it pending and it is posted again
 (the hub answers `duplicate`). Transport errors, 5xx, 401 and unreadable answers are retried with
 exponential backoff and full jitter; nothing is ever dropped for lack of a hub.
+
+Posts are strictly one after another (the next is sent only once the hub answered the previous one,
+so the hub stores each device's ratings in counter order), but the hub's answer to one batch is
+written to SQLite while the hub already works on the next: during a backlog drain the gateway's
+bookkeeping overlaps the hub's work instead of adding to it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import contextlib
 import json
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -80,6 +86,7 @@ class Forwarder:
         self._client = client
         self._clock = clock
         self._wake = asyncio.Event()
+        self.apply_failures = 0  # consecutive batches the hub took that could not be marked sent
 
     def wake(self) -> None:
         """New outbox rows were committed."""
@@ -102,26 +109,61 @@ class Forwarder:
             await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
 
     async def forward_once(self, client: httpx.AsyncClient) -> bool:
-        """Post one batch. False when there was nothing to send; sleeps the backoff on failure."""
+        """Post the pending rows batch after batch until none is left, a post fails (then sleep
+        the backoff) or an answer cannot be recorded. False when there was nothing to send."""
         async with self.store.read() as tx:
             rows = await tx.outbox_pending(self.link.batch_limit)
         if not rows:
             return False
-        items = [json.loads(r["item"]) for r in rows]
-        keys = [r["key"] for r in rows]
+        recording: asyncio.Task[bool] | None = None  # the previous answer, being written
         try:
-            results = await self._post(client, items, keys)
-        except (httpx.HTTPError, HubAnswerError) as exc:
-            await self._failed([r["seq"] for r in rows], exc)
-            return True
-        await self._apply(rows, results)
+            while rows:
+                try:
+                    results = await self._post(client, [r["item"] for r in rows],
+                                               [r["key"] for r in rows])
+                except (httpx.HTTPError, HubAnswerError) as exc:
+                    if recording is not None:
+                        await recording
+                    await self._failed([r["seq"] for r in rows], exc)
+                    return True
+                if recording is not None and not await recording:
+                    return True  # the file takes no write (disk full): these go again later
+                async with self.store.read() as tx:  # the next batch: after this one, which is
+                    nxt = await tx.outbox_pending(self.link.batch_limit, after=rows[-1]["seq"])
+                recording = asyncio.create_task(self._record(rows, results))
+                rows = nxt
+            if recording is not None:
+                await recording
+                recording = None
+        finally:
+            if recording is not None and not recording.done():
+                recording.cancel()  # cancelled (shutdown): the rows stay pending, posted again
         return True
 
-    async def _post(self, client: httpx.AsyncClient, items: list[dict],
+    async def _record(self, rows: list, results: list[dict]) -> bool:
+        """Write the hub's answers. False if the file took no write (disk full): the rows stay
+        pending and are posted again after a backoff pause; the hub answers `duplicate`."""
+        try:
+            await self._apply(rows, results)
+        except sqlite3.Error as exc:
+            self.apply_failures += 1
+            delay = self.backoff.delay(min(self.apply_failures, 30))
+            log.warning("the hub took %d items but marking them sent failed (%s); posting them "
+                        "again in %.1fs", len(rows), exc, delay)
+            await asyncio.sleep(delay)
+            return False
+        self.apply_failures = 0
+        return True
+
+    async def _post(self, client: httpx.AsyncClient, items: list[str],
                     keys: list[str]) -> list[dict]:
-        body = {"v": 1, "hall": self.hall, "items": items}
-        resp = await client.post(self.url, json=body,
-                                 headers={"Authorization": f"Bearer {self.hub_token}"})
+        """Post the items (JSON text as stored in the outbox). The envelope is assembled from the
+        stored text rather than parsed and serialized again: half the forwarder's work per item."""
+        body = b"".join((b'{"v":1,"hall":', json.dumps(self.hall).encode(), b',"items":[',
+                         ",".join(items).encode("utf-8"), b"]}"))
+        resp = await client.post(self.url, content=body,
+                                 headers={"Authorization": f"Bearer {self.hub_token}",
+                                          "Content-Type": "application/json"})
         if resp.status_code in (401, 403):
             raise HubAnswerError(f"hub refused the gateway token ({resp.status_code})",
                                  link_state="unauthorized")
@@ -157,16 +199,19 @@ class Forwarder:
                 if res["status"] == "rejected":
                     reason = str(res.get("reason") or "rejected")
                     log.warning("hub rejected %s: %s", row["key"], reason)
-                    await tx.outbox_dead(row["seq"], reason)
+                    await tx.outbox_dead(row["seq"], reason, now)
         self.link.state, self.link.last_ok_at = "up", now
         self.link.failures, self.link.next_retry_at = 0, None
 
     async def _failed(self, seqs: list[int], exc: Exception) -> None:
         now = self._clock()
         error = f"{type(exc).__name__}: {exc}"[:300]
-        async with self.store.transaction() as tx:
-            await tx.outbox_failed(seqs, error)
-            await tx.count("forward.errors")
+        try:
+            async with self.store.transaction() as tx:
+                await tx.outbox_failed(seqs, error)
+                await tx.count("forward.errors")
+        except sqlite3.Error as db_exc:  # disk full: the attempt goes unrecorded, the retry does not
+            log.warning("recording a failed post failed too: %s", db_exc)
         # The link state changes after the commit, so status never runs ahead of the outbox rows.
         link = self.link
         link.failures += 1

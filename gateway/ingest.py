@@ -23,6 +23,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from gateway.binding import bind_rating
 from gateway.models import Binding
@@ -40,6 +41,9 @@ from hcp.protocol import (
     parse_topic,
     topic,
 )
+
+if TYPE_CHECKING:
+    from gateway.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +96,9 @@ class Ingest:
 
     def __init__(self, store: Store, hall: str, tolerance_s: float,
                  publish: Callable[[str, bytes], object], ack_broker: Callable[[Inbound], None],
-                 on_outbox: Callable[[], None]):
+                 on_outbox: Callable[[], None], registry: Registry | None = None):
         self.store = store
+        self.registry = registry  # told of every status, health, reply and new rating, in the same transaction
         self.hall = hall
         self.tolerance_s = tolerance_s
         self._publish = publish
@@ -102,6 +107,7 @@ class Ingest:
         self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
         self.batches = 0
         self.commit_failures = 0
+        self.isolated_retries = 0  # groups run again message by message after a bug (`commit`)
 
     def submit(self, message: Inbound) -> None:
         self._queue.put_nowait(message)
@@ -118,14 +124,18 @@ class Ingest:
             await self._commit_until_done(batch)
 
     async def _commit_until_done(self, batch: list[Inbound]) -> None:
+        tries = 0
         while True:
             try:
                 acks, new_outbox = await self.commit(batch)
                 break
-            except sqlite3.Error:
+            except sqlite3.Error as exc:
                 self.commit_failures += 1
-                log.exception("commit of %d messages failed; retrying in %.1fs", len(batch),
-                              COMMIT_RETRY_S)
+                # once per batch: the store's health logs a storage episode (disk full) and reminds
+                log.log(logging.WARNING if tries == 0 else logging.DEBUG,
+                        "commit of %d messages failed (%s): nothing acked; retrying every %.1fs",
+                        len(batch), exc, COMMIT_RETRY_S)
+                tries += 1
                 await asyncio.sleep(COMMIT_RETRY_S)
         self.batches += 1
         for ack in acks:
@@ -136,23 +146,48 @@ class Ingest:
             self._on_outbox()
 
     async def commit(self, batch: list[Inbound]) -> tuple[list[Ack], bool]:
-        """Handle `batch` in one transaction; the device acks to send after it committed."""
+        """Handle `batch` in one transaction; the device acks to send after it committed.
+
+        Fast path first: the whole group without savepoints (4 statements fewer per rating: the
+        message's and the registry hook's SAVEPOINT and RELEASE). Bad input never raises here (it
+        is quarantined in `_handle`), so only a bug does: then that transaction is rolled back and
+        the group runs again with a savepoint per message, which quarantines the culprit alone.
+        """
+        try:
+            return await self._commit(batch, isolate=False)
+        except sqlite3.OperationalError:
+            raise  # the database itself failed: the whole batch is retried
+        except Exception as exc:
+            self.isolated_retries += 1
+            log.warning("a group of %d messages failed (%r): handling each in its own savepoint",
+                        len(batch), exc)
+        return await self._commit(batch, isolate=True)
+
+    async def _commit(self, batch: list[Inbound], isolate: bool) -> tuple[list[Ack], bool]:
         acks: list[Ack] = []
         new_outbox = False
         async with self.store.transaction() as tx:
+            tx.isolate = isolate
+            if not isolate:
+                for message in batch:
+                    ack, outboxed = await self._handle(tx, message)
+                    if ack is not None:
+                        acks.append(ack)
+                    new_outbox = new_outbox or outboxed
+                return acks, new_outbox
             for i, message in enumerate(batch):
-                await tx.run(f"SAVEPOINT m{i}")
+                await tx.savepoint(f"m{i}")
                 try:
                     ack, outboxed = await self._handle(tx, message)
                 except sqlite3.OperationalError:
                     raise  # the database itself failed: the whole batch is retried
                 except Exception as exc:
                     log.exception("handling %s failed", message.topic)
-                    await tx.run(f"ROLLBACK TO m{i}")
+                    await tx.rollback_to(f"m{i}")
                     await tx.quarantine(message.topic, INTERNAL_ERROR, message.payload,
                                         message.received_at, detail=repr(exc))
                     ack, outboxed = None, False
-                await tx.run(f"RELEASE m{i}")
+                await tx.release(f"m{i}")
                 if ack is not None:
                     acks.append(ack)
                 new_outbox = new_outbox or outboxed
@@ -171,12 +206,20 @@ class Ingest:
                 status = decode_status(m.payload)
                 outcome = await tx.apply_presence(device, status, m.received_at)
                 await tx.count(f"status.{status.state}" if outcome == "applied" else f"status.{outcome}")
+                if self.registry is not None:
+                    await self.registry.on_status(tx, device, status, outcome, m.received_at)
             elif suffix == "health":
-                await tx.store_health(device, decode_health(m.payload), m.received_at)
+                health = decode_health(m.payload)
+                await tx.store_health(device, health, m.received_at)
                 await tx.count("health")
+                if self.registry is not None:
+                    await self.registry.on_health(tx, device, health, m.received_at)
             elif suffix == "cmd/reply":
-                await tx.store_cmd_reply(device, decode_cmd_reply(m.payload), m.received_at)
+                reply = decode_cmd_reply(m.payload)
+                await tx.store_cmd_reply(device, reply, m.received_at)
                 await tx.count("cmd_reply")
+                if self.registry is not None:
+                    await self.registry.on_cmd_reply(tx, device, reply, m.received_at)
         except ProtocolError as err:
             await tx.quarantine(m.topic, err.reason, m.payload, m.received_at, device=device,
                                 detail=str(err))
@@ -191,8 +234,8 @@ class Ingest:
             await tx.quarantine(m.topic, err.reason, m.payload, m.received_at, device=device, n=n,
                                 detail=str(err))
             return (Ack(device, n, "bad") if n is not None else None), False
-        row = await tx.device(device)
-        if row is None or row.window is None:
+        window = await tx.device_window(device)
+        if window is None:
             await tx.seen(device, m.received_at)
             await tx.quarantine(m.topic, UNKNOWN_DEVICE, m.payload, m.received_at, device=device,
                                 n=rating.n, detail="device not registered at this gateway")
@@ -202,8 +245,8 @@ class Ingest:
             if decode_rating(existing) == rating:
                 await tx.count("ratings.dup")
                 return Ack(device, rating.n, "dup"), False
-            return await self._conflict(tx, m, rating, raw, row.window)
-        binding = await bind_rating(tx, rating, row.window, m.received_at, self.tolerance_s)
+            return await self._conflict(tx, m, rating, raw, window)
+        binding = await bind_rating(tx, rating, window, m.received_at, self.tolerance_s)
         item = rating_item(raw, rating, m.received_at, binding)
         await tx.insert_rating(device, rating.n, raw, rating.sess, rating.score, m.received_at,
                                item["offset_ms"], item["binding"], binding.unbound_reason)
@@ -213,6 +256,8 @@ class Ingest:
         await tx.count("ratings.ok")
         await tx.count("ratings.bound" if binding.service else f"ratings.unbound.{binding.unbound_reason}")
         await tx.seen(device, m.received_at)
+        if self.registry is not None:
+            await self.registry.on_rating(tx, rating, m.received_at)
         return Ack(device, rating.n, "ok"), True
 
     async def _conflict(self, tx: Tx, m: Inbound, rating: Rating, raw: str,

@@ -34,6 +34,7 @@ class ServiceRow:
     session_opened_at: float | None = None
     session_device: str | None = None
     rated_by: str | None = None
+    serving_rx: float | None = None  # receive time of the latest live `started`/`accepted`
 
     @classmethod
     def columns(cls) -> list[str]:
@@ -48,9 +49,9 @@ class ServiceRow:
 
     @property
     def in_progress(self) -> bool:
-        """Open and past `called`: the citizen is at the window."""
-        return self.state == SERVICE_OPEN and (self.started_at is not None
-                                               or self.accepted_at is not None)
+        """Open and past `called` (a live `started` or `accepted` came): the citizen is at the
+        window. A replayed event (an export of the past) says nothing about now, so it never counts."""
+        return self.state == SERVICE_OPEN and self.serving_rx is not None
 
     def ingest_item(self) -> dict[str, Any]:
         """The hub ingest item for an ended service (docs/protocol.md, Hub ingest)."""

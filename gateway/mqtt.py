@@ -15,9 +15,11 @@ holds the message for the persistent session `gw-{hall}` and delivers it again o
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +34,10 @@ log = logging.getLogger(__name__)
 KEEPALIVE_S = 30  # the broker drops us after 1.5x this without traffic; devices use the same
 RECONNECT_MIN_S = 1  # first retry after a lost connection; paho doubles it up to the max
 RECONNECT_MAX_S = 15  # a hall broker restart should not leave ratings waiting longer than this
-MAX_INFLIGHT_OUT = 1000  # acks and prompts in flight to the broker; paho's default of 20 stalls bursts
+# Acks and prompts in flight to the broker: 0 = no limit. paho's default of 20 stalls bursts, and
+# any limit makes paho scan all its outgoing messages on every PUBACK (`_update_inflight`): at 1000
+# that scan was 60 % of the MQTT thread's time in bench/gateway_ingest.py.
+MAX_INFLIGHT_OUT = 0
 SUBSCRIBE_QOS = 1
 
 
@@ -48,6 +53,57 @@ class Inbound:
     received_at: float
 
 
+READ_CHUNK = 65536  # bytes asked of the kernel per recv by `_BufferedSocket`
+
+
+class _BufferedSocket:
+    """The broker connection with reads served from one buffer.
+
+    paho reads a packet as 1 byte (command), then the remaining length byte by byte, then the
+    rest: three or four `recv` system calls per packet, two packets per rating (the rating and the
+    PUBACK of its ack), about a third of paho's thread in bench/gateway_ingest.py. This wrapper
+    takes up to `READ_CHUNK` bytes per `recv` and serves paho's small reads from them. `pending()`
+    is what paho already asks of TLS sockets: bytes held here make its loop read again instead of
+    waiting in `select` for data that has already arrived. Everything else goes to the socket.
+    """
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+        self.send = sock.send  # per packet written: not through __getattr__
+        self.fileno = sock.fileno  # per select
+
+    def recv(self, bufsize: int) -> bytes:
+        if self._pos >= len(self._buf):
+            self._buf = self._sock.recv(max(bufsize, READ_CHUNK))  # BlockingIOError: nothing yet
+            self._pos = 0
+            if not self._buf:
+                return b""  # the broker closed the connection
+        chunk = self._buf[self._pos:self._pos + bufsize]
+        self._pos += len(chunk)
+        return chunk
+
+    def pending(self) -> int:
+        return len(self._buf) - self._pos
+
+    def __getattr__(self, name: str) -> object:  # send, fileno, close, setblocking, setsockopt...
+        return getattr(self._sock, name)
+
+
+class _Client(mqtt.Client):
+    """paho's client with buffered reads on plain TCP connections (`_BufferedSocket`)."""
+
+    def _create_socket(self):  # type: ignore[no-untyped-def]  # paho's hook, called per connect
+        sock = super()._create_socket()
+        if isinstance(sock, socket.socket) and sock.type == socket.SOCK_STREAM:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                # acks and prompts are small: send each one at once
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return _BufferedSocket(sock)
+        return sock
+
+
 class MqttLink:
     """Connects as `gw-{hall}` (clean session off), subscribes in `on_connect` on every connect,
     hands messages to `on_message` on the asyncio loop, and publishes with an awaitable PUBACK."""
@@ -60,10 +116,18 @@ class MqttLink:
         self._on_message = on_message
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future[None]] = {}
+        # futures of `publish()` not yet settled; while 0 (device acks go out by `publish_nowait`)
+        # paho's thread drops PUBACKs instead of handing each one to the loop. Written only on
+        # the loop, read by paho's thread: counted up before the publish, so no PUBACK it awaits
+        # can be dropped.
+        self._awaited = 0
+        self._calls: collections.deque[tuple[Callable, tuple]] = collections.deque()
+        self._calls_lock = threading.Lock()
+        self._drain_scheduled = False
         self.connected = False
         self.connects = 0
         self.connected_event = asyncio.Event()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"gw-{hall}",
+        client = _Client(CallbackAPIVersion.VERSION2, client_id=f"gw-{hall}",
                              clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         if username is not None:
             client.username_pw_set(username, password)
@@ -93,6 +157,7 @@ class MqttLink:
         for fut in self._pending.values():
             fut.cancel()
         self._pending.clear()
+        self._awaited = 0
 
     # ------------------------------------------------------------------ from asyncio
 
@@ -104,8 +169,10 @@ class MqttLink:
         """
         assert self._loop is not None, "start() first"
         fut: asyncio.Future[None] = self._loop.create_future()
+        self._awaited += 1
         info = self.client.publish(topic, payload, qos=qos)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            self._awaited -= 1
             fut.set_exception(ConnectionError(f"publish to {topic}: {mqtt.error_string(info.rc)}"))
             return fut
         # PUBACK callbacks reach this loop through call_soon_threadsafe, so they run after this
@@ -114,8 +181,11 @@ class MqttLink:
         return fut
 
     def publish_nowait(self, topic: str, payload: bytes, qos: int = 1) -> None:
-        """Publish without waiting for the PUBACK; a refused publish is logged, not raised."""
-        self.publish(topic, payload, qos).add_done_callback(_log_failure)
+        """Publish without waiting for the PUBACK; a refused publish is logged, not raised.
+        No future: one device ack per rating, and nothing waits for its PUBACK."""
+        info = self.client.publish(topic, payload, qos=qos)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            log.error("publish to %s: %s", topic, mqtt.error_string(info.rc))
 
     def ack(self, message: Inbound) -> None:
         """Acknowledge an inbound QoS 1 message to the broker (after it is committed)."""
@@ -129,9 +199,6 @@ class MqttLink:
         if reason.is_failure:
             log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason)
             return
-        sock = client.socket()
-        if isinstance(sock, socket.socket):  # acks and prompts are small: send each one at once
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe([(t, SUBSCRIBE_QOS) for t in self.subscriptions])
         log.info("connected to %s:%d (session present: %s)", self.host, self.port,
                  flags.session_present)
@@ -149,13 +216,33 @@ class MqttLink:
 
     def _cb_publish(self, client: mqtt.Client, userdata: object, mid: int,
                     reason: mqtt.ReasonCode, properties: object) -> None:
-        self._call(self._published, mid)
+        if self._awaited:  # else no future waits for any PUBACK (see `_awaited`)
+            self._call(self._published, mid)
 
     def _call(self, fn: Callable, *args: object) -> None:
+        """Run `fn(*args)` on the asyncio loop, in call order. A call made while a drain is already
+        scheduled rides on it: one wake-up of the loop per burst of messages, not one per message
+        and per PUBACK (each `call_soon_threadsafe` writes to the loop's self-pipe)."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed between check and call
-                loop.call_soon_threadsafe(fn, *args)
+        if loop is None or loop.is_closed():
+            return
+        self._calls.append((fn, args))
+        with self._calls_lock:
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        with contextlib.suppress(RuntimeError):  # the loop closed between check and call
+            loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._calls_lock:
+            self._drain_scheduled = False  # calls appended from now on schedule another drain
+        while self._calls:
+            fn, args = self._calls.popleft()
+            try:
+                fn(*args)
+            except Exception:  # as call_soon would: log it, and the next call still runs
+                log.exception("MQTT callback %r failed", fn)
 
     # ------------------------------------------------------------------ back on asyncio
 
@@ -169,10 +256,8 @@ class MqttLink:
 
     def _published(self, mid: int) -> None:
         fut = self._pending.pop(mid, None)
-        if fut is not None and not fut.done():
+        if fut is None:
+            return  # a `publish_nowait`
+        self._awaited -= 1
+        if not fut.done():
             fut.set_result(None)
-
-
-def _log_failure(fut: asyncio.Future[None]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        log.error("%s", fut.exception())

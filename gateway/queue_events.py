@@ -4,7 +4,11 @@ A service is one ticket at one window: the first event for that ticket at that w
 `finished` or `no_show` ends it (and puts its ingest item in the outbox in the same transaction), a
 later event for the same ticket and window starts a new one. On the configured event (`prompt_on`)
 the gateway opens a session on the window's device: the prompt is published after COMMIT, so a
-device is never prompted for a service the gateway could lose.
+device is never prompted for a service the gateway could lose. An event marked `replay` (a queue
+system's export replayed, gateway/queue_csv.py) is recorded the same way but opens no session and
+leaves no receive times for binding: it tells what happened then, not who is at the window now.
+A replayed event that repeats one already recorded (same kind, ticket and window, time within a
+minute) is answered `duplicate`, whatever its id: exports overlap what the webhook delivered live.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from gateway.models import SERVICE_ENDED, ServiceRow
 from gateway.store import Store, Tx
@@ -26,6 +32,8 @@ log = logging.getLogger(__name__)
 PHONE_TOKEN_TTL_S = 3 * 24 * 3600  # a citizen may rate on the phone for three days after service
 NO_DEVICE = "no_device_for_window"
 ENDING = {"finished": "finished", "no_show": "no_show"}
+SERVING = ("started", "accepted")  # the citizen is at the window from these on
+REPLAY_MATCH_S = 60.0  # a replayed event this close in time to a recorded one like it repeats it
 EVENT_TIME_FIELD = {"called": "called_at", "started": "started_at", "accepted": "accepted_at",
                     "finished": "finished_at", "no_show": "finished_at"}
 WHO_FIELDS = ("staff_id", "staff_name", "matter_code", "matter_name", "case_no", "unit")
@@ -70,6 +78,10 @@ class QueueEvents:
         prompts: list[_Prompt] = []
         async with self.store.transaction() as tx:
             seen = await tx.queue_event(event.event_id)
+            if seen is None and event.replay:
+                seen = await _recorded(tx, event)
+                if seen is not None:
+                    await tx.count("events.replay_matched")
             if seen is not None:
                 await tx.count("events.duplicate")
                 return EventAnswer("duplicate", seen["service"], seen["session"], seen["reason"])
@@ -78,12 +90,16 @@ class QueueEvents:
                 svc = ServiceRow(id=secrets.token_hex(8), ticket=event.ticket, window=event.window,
                                  opened_rx=now)
             _apply(svc, event)
+            live = not event.replay  # a replayed event is a record of the past, not news of now
+            if live and event.type in SERVING:
+                svc.serving_rx = now
             reason = None
-            if event.type == self.prompt_on and svc.session_opened_at is None:
+            if live and event.type == self.prompt_on and svc.session_opened_at is None:
                 reason = await self._open_session(tx, svc, now, prompts)
             ended = event.type in ENDING
             if ended:
-                svc.state, svc.outcome, svc.ended_rx = SERVICE_ENDED, ENDING[event.type], now
+                svc.state, svc.outcome = SERVICE_ENDED, ENDING[event.type]
+                svc.ended_rx = now if live else None
                 if event.type == "no_show" and svc.session_device and svc.rated_by is None:
                     prompts.append(_Prompt(svc.session_device, encode_prompt_cancel(svc.id)))
             await tx.save_service(svc)
@@ -94,6 +110,8 @@ class QueueEvents:
                                         json.dumps(body, ensure_ascii=False, separators=(",", ":")),
                                         svc.id, session, reason)
             await tx.count(f"events.{event.type}")
+            if not live:
+                await tx.count("events.replayed")
         for prompt in prompts:
             self._publish(topic(self.hall, prompt.device, "prompt"), prompt.payload)
         if ended:
@@ -114,6 +132,23 @@ class QueueEvents:
         prompts.append(_Prompt(device, payload))
         await tx.count("sessions.opened")
         return None
+
+
+async def _recorded(tx: Tx, event: QueueEvent) -> sqlite3.Row | None:
+    """The recorded event a replayed one repeats: same kind, ticket and window, its time within
+    REPLAY_MATCH_S (the nearest; the first recorded of equals). An export's rows carry ids of their
+    own (or none), so a replay overlapping what the webhook already delivered live is recognised by
+    content; otherwise a `finished` delivered both ways would end a second service."""
+    best, best_gap = None, REPLAY_MATCH_S
+    for row in await tx.queue_events_like(event.window, event.ticket, event.type):
+        try:
+            at = datetime.fromisoformat(json.loads(row["body"])["at"])
+        except (ValueError, KeyError, TypeError):  # a body is stored only after it decoded
+            continue
+        gap = abs((at - event.at).total_seconds())
+        if gap <= best_gap and (best is None or gap < best_gap):
+            best, best_gap = row, gap
+    return best
 
 
 def _apply(svc: ServiceRow, event: QueueEvent) -> None:

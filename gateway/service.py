@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Generator
@@ -27,7 +27,11 @@ from gateway.config import GatewaySettings, load_settings
 from gateway.forwarder import Backoff, Forwarder
 from gateway.ingest import Ingest
 from gateway.mqtt import MqttLink
+from gateway.logs import LOG_FORMATS, setup_logging
 from gateway.queue_events import QueueEvents
+from gateway.registry import Registry
+from gateway.retention import Retention
+from gateway.status import collect
 from gateway.store import Store
 from gateway.webhook import AppContext, create_app
 
@@ -53,6 +57,8 @@ class Gateway:
         self.mqtt: MqttLink | None = None
         self.ingest: Ingest | None = None
         self.forwarder: Forwarder | None = None
+        self.registry: Registry | None = None
+        self.retention: Retention | None = None
 
     def ready_line(self) -> str:
         s = self.settings
@@ -61,13 +67,20 @@ class Gateway:
 
     async def run(self, ready: Callable[[str], None] | None = None) -> None:
         s = self.settings
-        store = self.store = await Store.open(s.db_path)
+        max_bytes = int(s.db_max_mb * 1024 * 1024) if s.db_max_mb else None
+        store = self.store = await Store.open(s.db_path, max_bytes=max_bytes)
         tasks: list[asyncio.Task] = []
         server: _Server | None = None
         try:
-            async with store.transaction() as tx:
-                for seed in s.devices:
-                    await tx.register_device(seed.device, seed.window, self.clock())
+            try:
+                async with store.transaction() as tx:
+                    for seed in s.devices:
+                        await tx.register_device(seed.device, seed.window, self.clock())
+            except sqlite3.OperationalError as exc:  # disk full: serve anyway, ack nothing, say so
+                log.error("could not seed the device registry (%s); it is applied again at the "
+                          "next start", exc)
+            retention = self.retention = Retention(store, s.outbox_keep_days, s.prune_interval_s,
+                                                   clock=self.clock)
             rng = random.Random(s.retry_seed)
             forwarder = self.forwarder = Forwarder(
                 store, s.hall, s.hub_url, s.hub_token.get_secret_value(), s.forward_batch,
@@ -76,23 +89,31 @@ class Gateway:
                 s.hall, s.broker_host, s.broker_port, on_message=lambda m: ingest.submit(m),
                 username=s.broker_username,
                 password=s.broker_password.get_secret_value() if s.broker_password else None)
+            registry = self.registry = Registry(
+                store, s, publish=mqtt.publish_nowait, on_outbox=forwarder.wake,
+                link=lambda: (mqtt.connected, mqtt.connects), clock=self.clock)
             ingest = self.ingest = Ingest(store, s.hall, s.local_bind_tolerance_s,
                                           publish=mqtt.publish_nowait, ack_broker=mqtt.ack,
-                                          on_outbox=forwarder.wake)
+                                          on_outbox=forwarder.wake, registry=registry)
             events = QueueEvents(store, s.hall, s.prompt_on, s.session_ttl_s, s.phone_base,
                                  s.gateway_key_bytes, publish=mqtt.publish_nowait,
                                  on_outbox=forwarder.wake, clock=self.clock)
             app = create_app(AppContext(store=store, events=events,
                                         queue_token=s.queue_token.get_secret_value(),
                                         admin_token=s.admin_token.get_secret_value(),
-                                        status=self.status, clock=self.clock))
+                                        status=self.status, clock=self.clock,
+                                        clear_alert=registry.clear_alert,
+                                        wake_forwarder=forwarder.wake))
             server = _Server(uvicorn.Config(app, host=s.http_host, port=s.http_port,
                                             log_level="warning", lifespan="off",
+                                            log_config=None,  # uvicorn logs through ours (text/JSON)
                                             timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S)))
             mqtt.start()
             tasks = [asyncio.create_task(ingest.run(), name="ingest"),
                      asyncio.create_task(forwarder.run(), name="forwarder"),
-                     asyncio.create_task(server.serve(), name="http")]
+                     asyncio.create_task(server.serve(), name="http"),
+                     asyncio.create_task(registry.run(), name="registry"),
+                     asyncio.create_task(retention.run(), name="retention")]
             await self._wait_started(server, tasks[2])
             if ready is not None:
                 ready(self.ready_line())
@@ -117,8 +138,9 @@ class Gateway:
     async def _shutdown(self, server: _Server | None, tasks: list[asyncio.Task]) -> None:
         if server is not None:
             server.should_exit = True
-        for task in tasks[:2]:  # writer, forwarder
-            task.cancel()
+        for task in tasks:  # everything but HTTP, which finishes its requests in flight
+            if task.get_name() != "http":
+                task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S + 1)
         for task in tasks:
@@ -132,29 +154,19 @@ class Gateway:
         assert self.store is not None and self.mqtt is not None
         assert self.ingest is not None and self.forwarder is not None
         async with self.store.read() as tx:
-            devices = await tx.devices()
-            depth = await tx.outbox_depth()
-            counters = await tx.counters()
-            quarantine = await tx.quarantine_by_reason()
+            doc = await collect(tx, self.clock())  # devices, alerts, outbox, quarantine, counters
         s = self.settings
         return {
-            "v": 1, "hall": s.hall, "time": self.clock(),
+            **doc, "hall": s.hall, "live": True,
             "mqtt": {"broker": f"{s.broker_host}:{s.broker_port}", "connected": self.mqtt.connected,
                      "connects": self.mqtt.connects},
             "hub": {"url": s.hub_url, **self.forwarder.link.as_dict()},
-            "outbox": depth,
             "ingest": {"backlog": self.ingest.backlog, "batches": self.ingest.batches,
-                       "commit_failures": self.ingest.commit_failures},
-            "devices": [{
-                "device": d.device, "window": d.window, "registered": d.registered,
-                "presence": d.presence, "boot": d.presence_boot, "conn": d.presence_conn,
-                "presence_at": d.presence_at, "last_seen": d.last_seen, "fw": d.fw,
-                "last_rating": ({"n": d.last_rating_n, "at": d.last_rating_at}
-                                if d.last_rating_n is not None else None),
-                "health": json.loads(d.health) if d.health else None, "health_at": d.health_at,
-            } for d in devices],
-            "quarantine": quarantine,
-            "counters": counters,
+                       "commit_failures": self.ingest.commit_failures,
+                       "isolated_retries": self.ingest.isolated_retries},
+            # whether the file takes writes (disk full: no device is acked), its size, pruning
+            "store": {**self.store.health.as_dict(),
+                      "retention": self.retention.state.as_dict() if self.retention else None},
         }
 
 
@@ -173,11 +185,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=int)
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=LOG_FORMATS,
+                        help="stderr log lines: text for people, json (one object a line) for "
+                             "log collectors")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level, args.log_format, sys.stderr)
     try:
         settings = load_settings(args.config, hall=args.hall, data_dir=args.data_dir,
                                  broker_host=args.broker_host, broker_port=args.broker_port,

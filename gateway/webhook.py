@@ -1,4 +1,5 @@
-"""The gateway's HTTP side (FastAPI): queue-system webhook, device registration, status, health.
+"""The gateway's HTTP side (FastAPI): queue-system webhook, device registration, dead letters,
+status, health.
 
 Built by `create_app(ctx)` so tests can make several; routes stay thin and call into `AppContext`.
 Bad input answers `400 {"v":1,"error":reason}` with the contract's reason vocabulary and is counted.
@@ -6,9 +7,11 @@ Bad input answers `400 {"v":1,"error":reason}` with the contract's reason vocabu
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,12 +22,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from gateway.config import DeviceSeed
+from gateway.dead_letters import DeadLetterInputError, list_dead, parse_list_query, parse_resend, resend
 from gateway.queue_events import QueueEvents
+from gateway.status_routes import router as status_router
 from gateway.store import Store
 from hcp.protocol import ProtocolError, decode_queue_event
 
 log = logging.getLogger(__name__)
 
+STORAGE_RETRY_AFTER_S = 5  # a full disk is not freed in less; the queue system retries then
 MAX_BODY_BYTES = 16 * 1024  # a queue event is well under 1 KiB; more is a bug or an attack
 
 
@@ -38,6 +44,8 @@ class AppContext:
     admin_token: str
     status: Callable[[], Awaitable[dict[str, Any]]]
     clock: Callable[[], float] = time.time
+    clear_alert: Callable[[int, str], Awaitable[dict[str, Any] | None]] | None = None
+    wake_forwarder: Callable[[], None] | None = None  # re-queued dead letters are posted at once
 
 
 class EventAnswerModel(BaseModel):
@@ -102,8 +110,17 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     @app.exception_handler(BadInput)
     async def _bad_input(request: Request, exc: BadInput) -> JSONResponse:
-        await _count(_ctx(request), f"http.bad.{exc.reason}")
+        with contextlib.suppress(sqlite3.OperationalError):  # the count waits for a writable file
+            await _count(_ctx(request), f"http.bad.{exc.reason}")
         return JSONResponse({"v": 1, "error": exc.reason}, status_code=exc.status_code)
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def _storage(request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        """The file took no write (disk full, I/O, lock; status page "store"): nothing of the
+        request was kept, so the caller retries (queue events are idempotent by event_id)."""
+        log.error("%s %s: not stored: %s", request.method, request.url.path, exc)
+        return JSONResponse({"v": 1, "error": "storage_unavailable"}, status_code=503,
+                            headers={"Retry-After": str(STORAGE_RETRY_AFTER_S)})
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -144,4 +161,38 @@ def create_app(ctx: AppContext) -> FastAPI:
     async def status(ctx: Ctx) -> dict[str, Any]:
         return await ctx.status()
 
+    @app.post("/api/v1/alerts/{alert_id}/clear")
+    async def clear_alert(alert_id: int, request: Request, ctx: Ctx) -> Any:
+        """An operator clears an open alert (docs/gateway.md, "Alerts"): 200 with the alert, 404."""
+        if (denied := await _require(ctx, request, ctx.admin_token, "admin")) is not None:
+            return denied
+        alert = await ctx.clear_alert(alert_id, "operator") if ctx.clear_alert else None
+        if alert is None:
+            return JSONResponse({"v": 1, "error": "no_open_alert"}, status_code=404)
+        return {"v": 1, "alert": alert}
+
+    @app.get("/api/v1/outbox/dead")
+    async def dead_letters(request: Request, ctx: Ctx) -> Any:
+        """Dead letters newest first (docs/gateway.md, "Dead letters"), admin token."""
+        if (denied := await _require(ctx, request, ctx.admin_token, "admin")) is not None:
+            return denied
+        try:
+            query = parse_list_query(request.query_params)
+        except DeadLetterInputError as err:
+            raise BadInput(err.reason) from None
+        return await list_dead(ctx.store, query)
+
+    @app.post("/api/v1/outbox/dead/resend")
+    async def resend_dead_letters(request: Request, ctx: Ctx) -> Any:
+        """Dead letters back to `pending` (by seq, or by reason/kind, or all): how many."""
+        if (denied := await _require(ctx, request, ctx.admin_token, "admin")) is not None:
+            return denied
+        try:
+            req = parse_resend(await _json_body(request))
+        except DeadLetterInputError as err:
+            raise BadInput(err.reason) from None
+        client = request.client.host if request.client else ""
+        return await resend(ctx.store, req, ctx.clock(), client, ctx.wake_forwarder)
+
+    app.include_router(status_router)  # GET /status (page for people), GET /metrics (Prometheus)
     return app

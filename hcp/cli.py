@@ -18,6 +18,21 @@ SUBCOMMANDS = {
     "demo": ("simulator.demo", "run a whole simulated hall end to end: broker, hub, gateway, real firmware devices, citizens"),
 }
 
+# Second words under a subcommand (`hcp gateway broker-config ...`), in the same (module, help) form;
+# without one of them the subcommand runs as before (`hcp gateway --config ...`).
+ACTIONS = {
+    "gateway": {
+        "broker-config": ("gateway.broker_config", "write the hall's production Mosquitto config "
+                          "(device accounts, ACL, persistence) from the gateway's registry"),
+        "status": ("gateway.status_cli", "show a hall's status: devices online/offline, last ratings, "
+                   "outbox depth, hub link, alerts (from the running gateway, else its database)"),
+        "replay-csv": ("gateway.queue_csv", "replay a queue system's CSV export (English or Chinese "
+                       "headers) into the gateway's webhook, idempotently"),
+        "dead-letters": ("gateway.dead_letters_cli", "list the outbox items the hub rejected "
+                         "(dead letters) with its reasons, and re-send them once the cause is fixed"),
+    },
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -39,12 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv)  # prints help or an error for unknown commands
         parser.print_help()
         return 2
-    name = argv[0]
+    name, rest = argv[0], argv[1:]
     module_name, help_text = SUBCOMMANDS[name]
+    actions = ACTIONS.get(name, {})
+    epilog = "; ".join(f"hcp {name} {a} --help: {h}" for a, (_, h) in actions.items()) or None
+    if rest and rest[0] in actions:
+        (module_name, help_text), epilog = actions[rest[0]], None
+        name, rest = f"{name} {rest[0]}", rest[1:]
     module = importlib.import_module(module_name)
-    sub = argparse.ArgumentParser(prog=f"hcp {name}", description=help_text)
+    sub = argparse.ArgumentParser(prog=f"hcp {name}", description=help_text, epilog=epilog)
     module.add_arguments(sub)
-    args = sub.parse_args(argv[1:])
+    args = sub.parse_args(rest)
     result = module.run_from_args(args)
     return int(result or 0)
 

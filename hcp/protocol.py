@@ -361,6 +361,7 @@ class QueueEvent:
     staff_name: str | None
     matter_name: str | None
     unit: str | None
+    replay: bool = False  # a past event from an export: recorded, never opens a session
 
 
 def decode_queue_event(obj: object) -> QueueEvent:
@@ -377,6 +378,9 @@ def decode_queue_event(obj: object) -> QueueEvent:
     needs_who = kind in ("accepted", "finished")
     staff_id = field_str(obj, "staff_id", max_len=64, required=needs_who)
     matter_code = field_str(obj, "matter_code", max_len=64, required=needs_who)
+    replay = obj.get("replay", False)
+    if type(replay) is not bool:
+        raise ProtocolError("bad_field:replay", repr(replay)[:80])
     return QueueEvent(
         event_id=event_id, type=kind, at=at, ticket=ticket, window=window,  # type: ignore[arg-type]
         staff_id=staff_id, matter_code=matter_code,
@@ -384,4 +388,5 @@ def decode_queue_event(obj: object) -> QueueEvent:
         staff_name=field_str(obj, "staff_name", max_len=64, required=False, nullable=True),
         matter_name=field_str(obj, "matter_name", max_len=200, required=False, nullable=True),
         unit=field_str(obj, "unit", max_len=200, required=False, nullable=True),
+        replay=replay,
     )

@@ -46,20 +46,22 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen |
 class Broker:
     """Mosquitto in a directory of its own. `start()`, `stop()`, `restart()`, `kill()`.
 
-    `extra_config` lines are appended to the generated config (the production config generator
-    of the gateway uses this to test ACLs). Persistence is on, so a restart keeps queued messages
-    of persistent sessions, as in production.
+    `extra_config` lines are appended to the generated config. Persistence is on, so a restart keeps
+    queued messages of persistent sessions, as in production. `config_file` runs a finished config
+    as it is instead (the hall's production config from `gateway/broker_config.py`); `port` must
+    then be its listener's port.
     """
 
     def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "",
-                 allow_anonymous: bool = True):
+                 allow_anonymous: bool = True, config_file: Path | None = None):
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.extra_config = extra_config
         self.allow_anonymous = allow_anonymous
         self.proc: subprocess.Popen | None = None
-        self.config_path = self.workdir / "mosquitto.conf"
+        self.config_file = config_file
+        self.config_path = Path(config_file) if config_file else self.workdir / "mosquitto.conf"
         self.log_path = self.workdir / "mosquitto.log"
 
     def write_config(self) -> None:
@@ -79,11 +81,16 @@ class Broker:
             "set_tcp_nodelay true",  # acks go out at once (measured: about 42 ms less per ack)
             self.extra_config,
         ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            # As root Mosquitto drops to user `mosquitto`, which cannot write this root-owned data
+            # directory: persistence would silently never be saved. A test broker stays root.
+            lines.insert(0, "user root")
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def start(self) -> "Broker":
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.write_config()
+        if self.config_file is None:
+            self.write_config()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([find_mosquitto(), "-c", str(self.config_path)],
                                      stdout=log, stderr=log, start_new_session=True)

@@ -47,6 +47,10 @@ class MiniHub:
     def key(item: dict) -> str:
         if item["kind"] == "rating":
             return f"rating:{item['rating']['dev']}:{item['rating']['n']}"
+        if item["kind"] == "alert":
+            return f"alert:{item['_hall']}:{item['id']}:{item['state']}"
+        if item["kind"] == "health":
+            return f"health:{item['_hall']}:{item['device']}:{item['health']['boot']}:{item['health']['up']}"
         return f"service:{item['_hall']}:{item['id']}"
 
     def answer(self, path: str, auth: str, body: bytes) -> tuple[int, dict]:

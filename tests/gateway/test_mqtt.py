@@ -71,3 +71,34 @@ def test_a_message_not_acked_to_the_broker_is_delivered_again_after_reconnect(br
     after_ack = asyncio.run(_receive(broker, ack=True))  # acked ones are gone
     assert [m.payload for m in after_ack] == [b"r2"]
     peer.close()
+
+
+def test_awaited_publishes_complete_among_fire_and_forget_ones(broker):
+    """Device acks go out by `publish_nowait` (no future; their PUBACKs are dropped in paho's
+    thread while no future waits); a `publish()` made in the middle of a burst of them still
+    completes on its own PUBACK, and every message arrives."""
+    peer = MqttPeer(broker.port, subscribe="hcp/v1/H1/+/ack", client_id="peer")
+
+    async def go() -> tuple[int, int]:
+        link = MqttLink("H1", broker.host, broker.port, lambda m: None)
+        link.start()
+        try:
+            await asyncio.wait_for(link.connected_event.wait(), 10)
+            for n in range(1, 201):
+                link.publish_nowait("hcp/v1/H1/D07/ack", b'{"v":1,"n":%d,"st":"ok"}' % n)
+            awaited = [link.publish("hcp/v1/H1/D08/ack", b'{"v":1,"n":%d,"st":"ok"}' % n)
+                       for n in (1, 2)]
+            for n in range(201, 401):
+                link.publish_nowait("hcp/v1/H1/D07/ack", b'{"v":1,"n":%d,"st":"ok"}' % n)
+            await asyncio.wait_for(asyncio.gather(*awaited), 10)
+            during = link._awaited
+            await asyncio.sleep(0.3)  # the nowait PUBACKs still coming leave nothing behind
+            return during, len(link._pending) + link._awaited
+        finally:
+            await link.stop()
+
+    during, left = asyncio.run(go())
+    assert during == 0 and left == 0
+    got = peer.wait("ack", count=402)
+    assert len(got) == 402
+    peer.close()

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from tests.fixtures.mqtt import MqttPeer
+
 
 @pytest.fixture
 def gw(broker, gateway_factory):
@@ -35,6 +37,7 @@ def test_event_without_the_queue_token_is_refused_and_counted(gw):
     ({"at": "2026-11-21T09:30:00"}, "bad_field:at"),  # no UTC offset
     ({"window": "7/8"}, "bad_field:window"),
     ({"event_id": "x" * 65}, "bad_field:event_id"),
+    ({"replay": "yes"}, "bad_field:replay"),
     ("x" * 20000, "too_large"),
 ])
 def test_bad_event_is_answered_400_with_its_reason_and_counted(gw, body, reason):
@@ -81,6 +84,23 @@ def test_no_show_ends_the_service_without_a_session(gw):
     assert ans["session"] is None
     [svc] = gw.query("SELECT state, outcome FROM services")
     assert tuple(svc) == ("ended", "no_show")
+
+
+def test_no_show_after_accepted_cancels_the_open_prompt(broker, gateway_factory):
+    gw = gateway_factory(broker, prompt_on="accepted", devices=[{"device": "D07", "window": "7"}])
+    peer = MqttPeer(broker.port, subscribe="hcp/v1/H1/D07/prompt", client_id="peer")
+    try:
+        opened = gw.post_event(type="accepted", ticket="A025")
+        assert opened["session"] == opened["service"]
+        [first] = peer.wait("prompt")
+        assert json.loads(first.payload)["op"] == "open"
+        gw.post_event(type="no_show", ticket="A025")
+        cancel = json.loads(peer.wait("prompt", count=2)[1].payload)
+        assert cancel == {"v": 1, "op": "cancel", "sess": opened["session"]}
+        [svc] = gw.query("SELECT state, outcome FROM services")
+        assert tuple(svc) == ("ended", "no_show")
+    finally:
+        peer.close()
 
 
 def test_window_without_a_device_records_the_event_with_session_null_and_a_reason(gw):
