@@ -7,15 +7,28 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..config import HubSettings
 from ..store import GatewayRecord, HubStore
+from .models import Problem
 
 _admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken",
                            description="the hub's admin token (setting HCP_HUB_ADMIN_TOKEN)")
 _gateway_bearer = HTTPBearer(auto_error=False, scheme_name="GatewayToken",
                              description="a gateway's ingest token from POST /api/v1/gateways")
+
+
+# The error answers of the dependencies below, for the OpenAPI of the routes that use them
+ADMIN_ERRORS: dict[int | str, dict] = {
+    401: {"model": Problem, "description": "missing or wrong admin token"},
+    503: {"model": Problem, "description": "this hub has no admin token configured"}}
+GATEWAY_ERRORS: dict[int | str, dict] = {
+    401: {"model": Problem, "description": "missing or unknown gateway token"}}
+BODY_ERRORS: dict[int | str, dict] = {
+    400: {"model": Problem, "description": "the body is not JSON (undecodable bytes)"},
+    413: {"model": Problem, "description": "request body larger than the hub's max_body_bytes"}}
 
 
 def token_sha256(token: str) -> str:
@@ -37,6 +50,37 @@ def get_settings(request: Request) -> HubSettings:
 
 StoreDep = Annotated[HubStore, Depends(get_store)]
 SettingsDep = Annotated[HubSettings, Depends(get_settings)]
+
+
+async def strict_query(request: Request) -> None:
+    """422 for a query parameter the operation does not define, or one given twice: a misspelt
+    filter (`?hal=H1`) must not silently answer for every hall, nor `?hall=H1&hall=H2` for H2
+    only. Answered like any other invalid parameter (FastAPI's 422 shape)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = {p.alias for p in _query_params(dependant)}
+    takes = ", ".join(sorted(known)) or "none"
+    errors = []
+    for name in sorted(set(request.query_params.keys())):
+        given = request.query_params.getlist(name)
+        if name not in known:
+            errors.append({"type": "extra_forbidden", "loc": ["query", name], "input": given[0],
+                           "msg": f"unknown query parameter; this operation takes: {takes}"})
+        elif len(given) > 1:
+            errors.append({"type": "repeated", "loc": ["query", name], "input": given,
+                           "msg": "given more than once; it takes one value"})
+    if errors:
+        raise RequestValidationError(errors)
+
+
+def _query_params(dependant) -> list:
+    """The query parameters of a route, its dependencies' included."""
+    found = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        found += _query_params(sub)
+    return found
 
 
 async def require_admin(

@@ -35,6 +35,13 @@ KeyHex = Annotated[StrictStr, Field(pattern=r"^[0-9a-fA-F]{64}$",
                                     description="32-byte key as 64 hex characters (write-only)")]
 
 
+class Problem(BaseModel):
+    """Every error answer (4xx, 503): what was wrong, in words. 422 answers from request
+    validation carry FastAPI's list of field errors instead."""
+
+    detail: str
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")  # receivers ignore unknown fields within v1
 
@@ -74,7 +81,8 @@ class DeviceRegistered(BaseModel):
 
 
 class IngestEnvelope(_Request):
-    v: StrictInt = Field(description="protocol version, 1")
+    v: StrictInt = Field(description="protocol version: this hub speaks 1",
+                         json_schema_extra={"enum": [VERSION]})
     hall: HallId
     items: list[Any] = Field(description="services, ratings, health snapshots and device alerts; "
                                          "each is checked on its own")

@@ -1,10 +1,11 @@
 from fastapi import APIRouter, Depends, HTTPException, status
 
 from ...store import KeyIdCollision
-from ..deps import StoreDep, require_admin
+from ..deps import ADMIN_ERRORS, BODY_ERRORS, StoreDep, require_admin
 from ..models import DeviceRegistered, DeviceRegistration
 
-router = APIRouter(tags=["registration"], dependencies=[Depends(require_admin)])
+router = APIRouter(tags=["registration"], dependencies=[Depends(require_admin)],
+                   responses=ADMIN_ERRORS | BODY_ERRORS)
 
 
 @router.post("/devices", status_code=status.HTTP_201_CREATED, response_model=DeviceRegistered,

@@ -2,12 +2,13 @@ import secrets
 
 from fastapi import APIRouter, Depends, status
 
-from ..deps import StoreDep, require_admin, token_sha256
+from ..deps import ADMIN_ERRORS, BODY_ERRORS, StoreDep, require_admin, token_sha256
 from ..models import GatewayRegistration, GatewayToken
 
 TOKEN_BYTES = 32  # 256 bits of randomness: not guessable, short enough for a config file
 
-router = APIRouter(tags=["registration"], dependencies=[Depends(require_admin)])
+router = APIRouter(tags=["registration"], dependencies=[Depends(require_admin)],
+                   responses=ADMIN_ERRORS | BODY_ERRORS)
 
 
 @router.post("/gateways", status_code=status.HTTP_201_CREATED, response_model=GatewayToken)

@@ -2,12 +2,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from ..deps import StoreDep, require_admin
+from ..deps import ADMIN_ERRORS, StoreDep, require_admin
 from ..models import DEVICE_PATTERN, HALL_PATTERN, DeviceAlertOut, DeviceOut, HealthOut
 
 MAX_LIMIT = 1000  # one page, as for ratings
 
-router = APIRouter(prefix="/halls/{hall}", tags=["devices"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/halls/{hall}", tags=["devices"], dependencies=[Depends(require_admin)],
+                   responses=ADMIN_ERRORS)
 
 HallPath = Annotated[str, Path(pattern=HALL_PATTERN)]
 

@@ -2,16 +2,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
-from ..deps import GatewayDep, SettingsDep, StoreDep, require_admin
-from ..models import HALL_PATTERN, IngestEnvelope, IngestResponse, IngestResult, RejectionsOut
+from ..deps import ADMIN_ERRORS, BODY_ERRORS, GATEWAY_ERRORS, GatewayDep, SettingsDep, StoreDep, require_admin
+from ..models import HALL_PATTERN, IngestEnvelope, IngestResponse, IngestResult, Problem, RejectionsOut
 
 router = APIRouter(tags=["ingest"])
 
 
 @router.post("/ingest", response_model=IngestResponse,
-             responses={401: {"description": "missing or unknown gateway token"},
-                        403: {"description": "the batch's hall is not the token's hall"},
-                        413: {"description": "too many items or body too large"}})
+             responses={**GATEWAY_ERRORS, **BODY_ERRORS,
+                        403: {"model": Problem, "description": "the batch's hall is not the token's hall"},
+                        413: {"model": Problem, "description": "too many items, or body too large"}})
 async def ingest(envelope: IngestEnvelope, gateway: GatewayDep, store: StoreDep,
                  settings: SettingsDep) -> IngestResponse:
     """Ingest a batch of services, ratings, device health snapshots and device alerts from a hall's
@@ -31,7 +31,8 @@ async def ingest(envelope: IngestEnvelope, gateway: GatewayDep, store: StoreDep,
     return IngestResponse(results=[IngestResult.of(r) for r in results])
 
 
-@router.get("/ingest/rejections", response_model=RejectionsOut, dependencies=[Depends(require_admin)])
+@router.get("/ingest/rejections", response_model=RejectionsOut, dependencies=[Depends(require_admin)],
+            responses=ADMIN_ERRORS)
 async def rejections(store: StoreDep, hall: Annotated[str | None, Query(pattern=HALL_PATTERN)] = None,
                      limit: Annotated[int, Query(ge=0, le=1000)] = 50) -> RejectionsOut:
     """Rejected items (admin): counts by reason and the most recent ones."""

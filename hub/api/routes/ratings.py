@@ -4,12 +4,13 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
 from hcp.protocol import MAX_COUNTER
 
-from ..deps import StoreDep, require_admin
+from ..deps import ADMIN_ERRORS, StoreDep, require_admin
 from ..models import DEVICE_PATTERN, HALL_PATTERN, WINDOW_PATTERN, RatingOut
 
 MAX_LIMIT = 1000  # one page; more is a report, not a read
 
-router = APIRouter(tags=["ratings"], dependencies=[Depends(require_admin)])
+router = APIRouter(tags=["ratings"], dependencies=[Depends(require_admin)],
+                   responses=ADMIN_ERRORS)
 
 
 @router.get("/ratings", response_model=list[RatingOut])
