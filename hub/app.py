@@ -12,7 +12,7 @@ from hcp import __version__
 from .api.limits import BodyLimitMiddleware
 from .api.routes import api_router
 from .config import HubSettings
-from .store import store_for
+from .store import open_store
 
 DESCRIPTION = """\
 The regional hub of haochaping (政务服务好差评): hall gateways post services, device-signed
@@ -30,8 +30,7 @@ def create_app(settings: HubSettings, *, on_ready: Callable[[], None] | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = store_for(settings)
-        await store.open()
+        store = await open_store(settings)
         app.state.store = store
         try:
             if on_ready is not None:

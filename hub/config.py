@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORT = 8700
 DEFAULT_MAX_ITEMS = 1000  # the contract's batch limit (docs/protocol.md, "Hub ingest")
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # 1000 items of ~1 KiB each, with room to spare
+POSTGRES_SCHEMES = ("postgresql", "postgres")  # libpq's URL schemes
 
 
 class HubSettings(BaseSettings):
@@ -17,17 +19,30 @@ class HubSettings(BaseSettings):
 
     `admin_token` has no usable default: while it is empty the hub still runs (gateways can
     ingest) but every admin endpoint answers 503 "admin token not configured".
+    The database: PostgreSQL when `db_url` is set (a `postgresql://` URL; secret, as it may hold a
+    password), else the SQLite file `db_path`.
     """
 
-    model_config = SettingsConfigDict(env_prefix="HCP_HUB_", extra="ignore")
+    # hide_input_in_errors: a mistyped db_url may hold a password; errors name the field, not the value
+    model_config = SettingsConfigDict(env_prefix="HCP_HUB_", extra="ignore", hide_input_in_errors=True)
 
     db_path: Path = Path("var/hub.sqlite3")
+    db_url: SecretStr = Field(default=SecretStr(""),
+                              description="postgresql://user@host:port/db selects PostgreSQL; empty: SQLite")
     admin_token: SecretStr = SecretStr("")
     host: str = "127.0.0.1"
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     public_url: str = Field(default="", description="base URL phones reach; default http://host:port")
     max_items: int = Field(default=DEFAULT_MAX_ITEMS, ge=1)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+
+    @field_validator("db_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and urlsplit(url).scheme not in POSTGRES_SCHEMES:
+            raise ValueError("db_url must be a postgresql:// URL (leave it empty for SQLite at db_path)")
+        return value
 
     @model_validator(mode="after")
     def _derive_public_url(self) -> HubSettings:
@@ -40,6 +55,27 @@ class HubSettings(BaseSettings):
         """`http://host:port`, with IPv6 hosts in brackets."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port if port is None else port}"
+
+    @property
+    def postgres_url(self) -> str | None:
+        """The PostgreSQL URL, or None when the hub uses SQLite."""
+        return self.db_url.get_secret_value() or None
+
+    @property
+    def database_label(self) -> str:
+        """The database for messages: the SQLite path, or the URL with any password masked."""
+        url = self.postgres_url
+        if url is None:
+            return str(self.db_path)
+        parts = urlsplit(url)
+        netloc, query = parts.netloc, parts.query
+        if parts.password is not None:
+            netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+        fields = parse_qsl(query, keep_blank_values=True)
+        if any(name == "password" for name, _ in fields):
+            query = urlencode([(name, "***" if name == "password" else value) for name, value in fields],
+                              safe="*")
+        return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
     @property
     def admin_configured(self) -> bool:

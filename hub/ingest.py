@@ -8,7 +8,9 @@ health message) and `alert` (a device alert of the gateway raised or cleared).
 
 Rules, in order, for each item:
 - form (`parse_item`): reasons from the contract's vocabulary (`bad_json`, `missing_field:x`,
-  `bad_field:x`, `too_large`), plus `unknown_kind` and `wrong_hall` (rating's hall is not the batch's);
+  `bad_field:x`, `too_large`), plus `unknown_kind` and `wrong_hall` (rating's hall is not the batch's).
+  Text no store can keep, anywhere in the item, is `bad_field:x` too: U+0000 (PostgreSQL text
+  cannot hold it) or a lone surrogate (an unpaired `\\udXXX` JSON escape; not UTF-8);
 - an item whose key is already stored: the same signed payload (rating) or the same content
   (service, health, alert) is `duplicate` and changes nothing; for a rating the first binding wins,
   a resend with another binding is still `duplicate`. A different payload is rejected `conflict` and
@@ -25,6 +27,7 @@ Items are decided in order, so an item repeated inside one batch is `duplicate` 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -55,6 +58,8 @@ MAX_ALERT_DETAIL = 300  # a sentence, never a payload (the gateway cuts its deta
 MAX_ALERT_ID = 2**53  # the gateway's alert number: a SQLite rowid, kept to the JSON-safe range
 MAX_UP_MS = 2**53  # a health's `up`, ms since boot (does not wrap)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # U+0000, and surrogates (paired ones are joined by json)
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")  # names a reason may carry
 
 Status = Literal["accepted", "duplicate", "rejected"]
 
@@ -203,6 +208,42 @@ def _canonical(fields: dict) -> str:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _holds_unstorable_text(obj: object) -> bool:
+    """Whether any string in `obj` (keys too, at any depth) has a character no store can keep.
+    A loop, not recursion: an item may nest as deep as the JSON parser allowed."""
+    stack, search = [obj], _UNSTORABLE.search
+    while stack:
+        value = stack.pop()
+        if type(value) is str:
+            if search(value):
+                return True
+        elif type(value) is dict:
+            for key, item in value.items():
+                if type(key) is str and search(key):
+                    return True
+                stack.append(item)
+        elif type(value) is list:
+            stack.extend(value)
+    return False
+
+
+def _unstorable_reason(obj: dict) -> str:
+    """`bad_field:x` (`x.y` inside an object) naming where `obj` holds unstorable text; `bad_json`
+    when that is not under a plain field name (a bad key, say)."""
+    for key, value in obj.items():
+        if not _holds_unstorable_text({key: value}):
+            continue
+        if type(key) is not str or not _FIELD_NAME.fullmatch(key):
+            return "bad_json"
+        if type(value) is dict:
+            for inner, item in value.items():
+                named = type(inner) is str and _FIELD_NAME.fullmatch(inner)
+                if named and _holds_unstorable_text({inner: item}):
+                    return f"bad_field:{key}.{inner}"
+        return f"bad_field:{key}"
+    return "bad_json"
+
+
 def unix_ms(text: str) -> int:
     """An ISO 8601 time with a UTC offset (as checked by `field_time`) as Unix milliseconds."""
     return (datetime.fromisoformat(text) - _EPOCH) // timedelta(milliseconds=1)
@@ -231,6 +272,8 @@ def parse_item(obj: object, hall: str) -> ParsedItem:
     try:
         if not isinstance(obj, dict):
             raise ProtocolError("bad_json", "item is not an object")
+        if _holds_unstorable_text(obj):
+            raise ProtocolError(_unstorable_reason(obj), "text with U+0000 or a lone surrogate")
         kind = field_str(obj, "kind", max_len=32)
         if kind == "rating":
             return _rating_item(obj, hall)
@@ -498,12 +541,13 @@ def lookups(items: Iterable[ParsedItem]) -> Lookups:
 
 
 def stored_item_text(raw: object) -> str:
-    """An item as kept in the rejections table: JSON, cut to MAX_STORED_ITEM_CHARS."""
+    """An item as kept in the rejections table: JSON, cut to MAX_STORED_ITEM_CHARS, storable
+    (JSON escapes U+0000; a lone surrogate becomes `?`)."""
     try:
         text = _compact(raw)
     except (TypeError, ValueError):
         text = repr(raw)
-    return text[:MAX_STORED_ITEM_CHARS]
+    return text[:MAX_STORED_ITEM_CHARS].encode("utf-8", "replace").decode("utf-8")
 
 
 def decide(items: Iterable[ParsedItem], devices: Mapping[str, DeviceKeys],

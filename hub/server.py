@@ -20,8 +20,12 @@ BACKLOG = 2048  # uvicorn's default: connections wait here while the store opens
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The hub's options. Unset ones fall back to `HCP_HUB_*` variables, then to the defaults."""
-    parser.add_argument("--db", dest="db_path", metavar="PATH",
-                        help="SQLite file (HCP_HUB_DB_PATH, default var/hub.sqlite3)")
+    database = parser.add_mutually_exclusive_group()
+    database.add_argument("--db", dest="db_path", metavar="PATH",
+                          help="SQLite file (HCP_HUB_DB_PATH, default var/hub.sqlite3)")
+    database.add_argument("--db-url", metavar="URL",
+                          help="PostgreSQL instead of SQLite: postgresql://user@host:port/db "
+                               "(HCP_HUB_DB_URL; prefer the variable if the URL holds a password)")
     parser.add_argument("--host", help="address to listen on (HCP_HUB_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port; 0 picks a free one (HCP_HUB_PORT, default 8700)")
     parser.add_argument("--admin-token", help="admin token; prefer HCP_HUB_ADMIN_TOKEN, which other "
@@ -34,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> HubSettings:
     given = {name: getattr(args, name, None)
-             for name in ("db_path", "host", "port", "admin_token", "public_url")}
+             for name in ("db_path", "db_url", "host", "port", "admin_token", "public_url")}
+    if given["db_path"] is not None and given["db_url"] is None:
+        given["db_url"] = ""  # --db picks SQLite, whatever HCP_HUB_DB_URL says
     return HubSettings(**{name: value for name, value in given.items() if value is not None})
 
 
@@ -58,7 +64,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def serve(settings: HubSettings, *, log_level: str = "warning") -> bool:
-    """Serve until stopped. Prints `hub listening on URL (db PATH)` once requests can be served.
+    """Serve until stopped. Prints `hub listening on URL (db PATH-OR-URL)` once requests can be served.
 
     False if the hub could not start (the reason is on stderr).
     """
@@ -75,7 +81,7 @@ def serve(settings: HubSettings, *, log_level: str = "warning") -> bool:
               "admin endpoints answer 503", file=sys.stderr)
 
     def ready() -> None:
-        print(f"hub listening on {settings.derived_url(port)} (db {settings.db_path})", flush=True)
+        print(f"hub listening on {settings.derived_url(port)} (db {settings.database_label})", flush=True)
 
     app = create_app(settings, on_ready=ready)
     config = uvicorn.Config(app, lifespan="on", log_level=log_level, access_log=False,

@@ -14,7 +14,8 @@ import pytest
 
 from simulator.broker import Broker
 
-pytest_plugins = [p for p in ("tests.fixtures.device", "tests.fixtures.hub", "tests.fixtures.gateway")
+pytest_plugins = [p for p in ("tests.fixtures.device", "tests.fixtures.hub", "tests.fixtures.gateway",
+                                "tests.fixtures.postgres")
                   if importlib.util.find_spec(p) is not None]
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,5 @@
-"""Hub storage: the `HubStore` interface and its backends (SQLite for now)."""
+"""Hub storage: the `HubStore` interface, its backends (SQLite, PostgreSQL) and `open_store`, which
+opens the one the settings name."""
 
 from __future__ import annotations
 
@@ -15,13 +16,24 @@ from .base import (
     StoredHealth,
     StoredRating,
 )
+from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 
 __all__ = ["AlertRecord", "DeviceRecord", "GatewayRecord", "HubStore", "KeyIdCollision",
-           "RejectionRecord", "RejectionSummary", "SQLiteStore", "StoredDeviceAlert", "StoredHealth",
-           "StoredRating", "store_for"]
+           "PostgresStore", "RejectionRecord", "RejectionSummary", "SQLiteStore", "StoredDeviceAlert",
+           "StoredHealth", "StoredRating", "open_store", "store_for"]
 
 
 def store_for(settings: HubSettings) -> HubStore:
-    """The backend the settings name (an unopened store)."""
+    """The backend the settings name, unopened: PostgreSQL when `db_url` is set, else SQLite at
+    `db_path`."""
+    if settings.postgres_url is not None:
+        return PostgresStore(settings.postgres_url)
     return SQLiteStore(settings.db_path)
+
+
+async def open_store(settings: HubSettings) -> HubStore:
+    """The backend the settings name, opened (connected and migrated); `close()` it when done."""
+    store = store_for(settings)
+    await store.open()
+    return store

@@ -12,7 +12,6 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +29,7 @@ from ..ingest import (
     lookups,
 )
 from ..migrations import SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
+from . import tables
 from .base import (
     AlertRecord,
     DeviceRecord,
@@ -49,14 +49,6 @@ LOOKUP_CHUNK = 400  # bound variables per IN (...) list: under the old 999 limit
 HEALTH_LOOKUP_CHUNK = 300  # 3 variables per health key: still under 999
 
 T = TypeVar("T")
-
-_RATING_COLUMNS = (
-    "device, n, hall, boot, mono, session, score, kid, sig, received_at, offset_ms, service, ticket, "
-    "window_id, staff_id, matter_code, case_no, unit, unbound_reason, verified, ingested_at")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _chunks(values: Iterable[Any], size: int = LOOKUP_CHUNK) -> Iterable[list[Any]]:
@@ -78,30 +70,8 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-_HEALTH_COLUMNS = "hall, device, window_id, boot, up, received_at, presence, offset_ms, payload, ingested_at"
-_DEVICE_ALERT_COLUMNS = ("hall, alert_id, device, window_id, alert, state, detail, raised_at, cleared_at, "
-                         "raised_item IS NOT NULL, ingested_at, updated_at")
-
-
-def _stored_health(row: sqlite3.Row | tuple) -> StoredHealth:
-    hall, device, window, boot, up, received_at, presence, offset_ms, payload, ingested_at = row
-    return StoredHealth(hall, device, window, boot, up, received_at, presence, offset_ms,
-                        json.loads(payload)["health"], ingested_at)
-
-
-def _stored_device_alert(row: sqlite3.Row | tuple) -> StoredDeviceAlert:
-    (hall, alert_id, device, window, alert, state, detail, raised_at, cleared_at, raise_seen,
-     ingested_at, updated_at) = row
-    return StoredDeviceAlert(hall, alert_id, device, window, alert, state, detail, raised_at,
-                             cleared_at, bool(raise_seen), ingested_at, updated_at)
-
-
-def _stored_rating(row: sqlite3.Row | tuple) -> StoredRating:
-    (device, n, hall, boot, mono, session, score, kid, sig, received_at, offset_ms, service, ticket,
-     window, staff_id, matter_code, case_no, unit, unbound_reason, verified, ingested_at) = row
-    return StoredRating(device, n, hall, boot, mono, session, score, kid, sig, received_at, offset_ms,
-                        service, ticket, window, staff_id, matter_code, case_no, unit, unbound_reason,
-                        bool(verified), ingested_at)
+def _marks(columns: str) -> str:
+    return ", ".join("?" * len(tables.names(columns)))
 
 
 class SQLiteStore(HubStore):
@@ -162,7 +132,7 @@ class SQLiteStore(HubStore):
                     for statement in _statements(script):
                         await db.execute(statement)
                     await db.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                                     (version, _now()))
+                                     (version, tables.now()))
                 await db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -209,7 +179,7 @@ class SQLiteStore(HubStore):
 
     async def register_gateway(self, hall: str, token_sha256: str, key: bytes) -> None:
         async def work(db: aiosqlite.Connection) -> None:
-            now = _now()
+            now = tables.now()
             await db.execute(
                 "INSERT INTO gateways (hall, token_sha256, key_hex, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (hall) DO UPDATE SET "
@@ -231,7 +201,7 @@ class SQLiteStore(HubStore):
         kid = key_id(key)
 
         async def work(db: aiosqlite.Connection) -> None:
-            now = _now()
+            now = tables.now()
             rows = await self._rows("SELECT key_hex FROM device_keys WHERE device = ? AND kid = ?",
                                     (device, kid), db)
             if rows and rows[0][0] != key.hex():
@@ -266,7 +236,7 @@ class SQLiteStore(HubStore):
             stored_health = await self._load_health(db, hall, needed.health)
             stored_alerts = await self._load_device_alerts(db, hall, needed.alerts)
             plan = decide(items, devices, stored_ratings, stored_services, stored_health, stored_alerts)
-            await self._write_plan(db, hall, plan, _now())
+            await self._write_plan(db, hall, plan, tables.now())
             return plan.results
 
         return await self._write(work)
@@ -339,63 +309,42 @@ class SQLiteStore(HubStore):
 
     async def _write_plan(self, db: aiosqlite.Connection, hall: str, plan: IngestPlan, now: str) -> None:
         if plan.ratings:
-            rows = []
-            for item, device_window in plan.ratings:
-                r, b = item.rating, item.binding
-                bound = ((b.service, b.ticket, b.window, b.staff_id, b.matter_code, b.case_no, b.unit)
-                         if b is not None else (None, None, device_window, None, None, None, None))
-                rows.append((r.dev, r.n, r.hall, r.boot, r.mono, r.sess, r.score, r.kid, r.sig,
-                             item.received_at, item.offset_ms, *bound, item.unbound_reason, 1, now,
-                             json.dumps(item.raw, separators=(",", ":"), ensure_ascii=False)))
-            await db.executemany(
-                f"INSERT INTO ratings ({_RATING_COLUMNS}, item) VALUES ({','.join('?' * 22)})", rows)
+            await db.executemany(f"INSERT INTO ratings ({tables.RATING_INSERT_COLUMNS}) "
+                                 f"VALUES ({_marks(tables.RATING_INSERT_COLUMNS)})", tables.rating_rows(plan, now))
         if plan.services:
-            await db.executemany(
-                "INSERT INTO services (hall, id, ticket, window_id, staff_id, staff_name, matter_code, "
-                "matter_name, case_no, unit, accepted_at, finished_at, outcome, payload, ingested_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(s.hall, s.id, s.ticket, s.window, s.staff_id, s.staff_name, s.matter_code,
-                  s.matter_name, s.case_no, s.unit, s.accepted_at, s.finished_at, s.outcome,
-                  s.canonical(), now) for s in plan.services])
+            await db.executemany(f"INSERT INTO services ({tables.SERVICE_COLUMNS}) "
+                                 f"VALUES ({_marks(tables.SERVICE_COLUMNS)})", tables.service_rows(plan, now))
         if plan.health:
-            await db.executemany(
-                "INSERT INTO device_health (hall, device, boot, up, window_id, received_at, "
-                "received_ms, presence, offset_ms, payload, ingested_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(h.hall, h.device, h.boot, h.up, h.window, h.received_at, h.received_ms, h.presence,
-                  h.offset_ms, h.canonical(), now) for h in plan.health])
+            await db.executemany(f"INSERT INTO device_health ({tables.HEALTH_INSERT_COLUMNS}) "
+                                 f"VALUES ({_marks(tables.HEALTH_INSERT_COLUMNS)})", tables.health_rows(plan, now))
             await db.executemany(  # rows apply in order, so a batch's own snapshots compare too
-                "INSERT INTO device_health_latest (hall, device, boot, up, received_ms) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (hall, device) DO UPDATE SET "
+                f"INSERT INTO device_health_latest ({tables.HEALTH_LATEST_COLUMNS}) "
+                f"VALUES ({_marks(tables.HEALTH_LATEST_COLUMNS)}) ON CONFLICT (hall, device) DO UPDATE SET "
                 "boot = excluded.boot, up = excluded.up, received_ms = excluded.received_ms "
                 "WHERE (excluded.received_ms, excluded.boot, excluded.up) > "
                 "(device_health_latest.received_ms, device_health_latest.boot, device_health_latest.up)",
-                [(h.hall, h.device, h.boot, h.up, h.received_ms) for h in plan.health])
+                tables.health_latest_rows(plan))
         if plan.device_alerts:
             await db.executemany(
-                "INSERT INTO device_alerts (hall, alert_id, device, window_id, alert, state, detail, "
-                "raised_at, cleared_at, raised_item, cleared_item, ingested_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hall, alert_id) DO UPDATE SET "
+                f"INSERT INTO device_alerts ({tables.DEVICE_ALERT_INSERT_COLUMNS}) "
+                f"VALUES ({_marks(tables.DEVICE_ALERT_INSERT_COLUMNS)}) ON CONFLICT (hall, alert_id) DO UPDATE SET "
                 "window_id = excluded.window_id, state = excluded.state, detail = excluded.detail, "
                 "cleared_at = excluded.cleared_at, raised_item = excluded.raised_item, "
                 "cleared_item = excluded.cleared_item, updated_at = excluded.updated_at",
-                [(hall, a.id, a.device, a.window, a.alert, a.state, a.detail, a.raised_at,
-                  a.cleared_at, a.raised, a.cleared, now, now) for a in plan.device_alerts.values()])
+                tables.device_alert_rows(hall, plan, now))
         if plan.rejections:
-            await db.executemany(
-                "INSERT INTO rejections (at, hall, item_key, reason, item) VALUES (?, ?, ?, ?, ?)",
-                [(now, hall, key, reason, item) for key, reason, item in plan.rejections])
+            await db.executemany(f"INSERT INTO rejections ({tables.REJECTION_COLUMNS}) "
+                                 f"VALUES ({_marks(tables.REJECTION_COLUMNS)})", tables.rejection_rows(hall, plan, now))
         if plan.alerts:
-            await db.executemany(
-                "INSERT INTO alerts (at, kind, hall, item_key, detail) VALUES (?, ?, ?, ?, ?)",
-                [(now, kind, hall, key, detail) for kind, key, detail in plan.alerts])
+            await db.executemany(f"INSERT INTO alerts ({tables.ALERT_COLUMNS}) "
+                                 f"VALUES ({_marks(tables.ALERT_COLUMNS)})", tables.alert_rows(hall, plan, now))
 
     # ------------------------------------------------------------------------ reads
 
     async def get_rating(self, device: str, n: int) -> StoredRating | None:
-        rows = await self._rows(f"SELECT {_RATING_COLUMNS} FROM ratings WHERE device = ? AND n = ?",
+        rows = await self._rows(f"SELECT {tables.RATING_COLUMNS} FROM ratings WHERE device = ? AND n = ?",
                                 (device, n))
-        return _stored_rating(rows[0]) if rows else None
+        return tables.stored_rating(rows[0]) if rows else None
 
     async def list_ratings(self, *, hall: str | None = None, device: str | None = None,
                            window: str | None = None, ticket: str | None = None,
@@ -406,15 +355,15 @@ class SQLiteStore(HubStore):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        sql = f"SELECT {_RATING_COLUMNS} FROM ratings"
+        sql = f"SELECT {tables.RATING_COLUMNS} FROM ratings"
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = await self._rows(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit])
-        return [_stored_rating(row) for row in rows]
+        return [tables.stored_rating(row) for row in rows]
 
     async def list_devices(self, *, hall: str | None = None) -> list[DeviceRecord]:
         where, params = ("WHERE d.hall = ?", [hall]) if hall is not None else ("", [])
-        health = ", ".join(f"h.{column.strip()}" for column in _HEALTH_COLUMNS.split(","))
+        health = ", ".join(f"h.{column.strip()}" for column in tables.HEALTH_COLUMNS.split(","))
         rows = await self._rows(
             "SELECT d.device, d.hall, d.window_id, k.kid, d.registered_at, d.updated_at, "
             "(SELECT json_group_array(alert) FROM (SELECT DISTINCT a.alert FROM device_alerts a "
@@ -426,15 +375,15 @@ class SQLiteStore(HubStore):
             "AND h.boot = l.boot AND h.up = l.up "
             f"{where} ORDER BY d.device", params)
         return [DeviceRecord(device, hall_, window, kid, registered_at, updated_at,
-                             _stored_health(latest) if latest[0] is not None else None,
+                             tables.stored_health(latest) if latest[0] is not None else None,
                              tuple(json.loads(open_kinds)))
                 for device, hall_, window, kid, registered_at, updated_at, open_kinds, *latest in rows]
 
     async def health_history(self, *, hall: str, device: str, limit: int = 100) -> list[StoredHealth]:
         rows = await self._rows(
-            f"SELECT {_HEALTH_COLUMNS} FROM device_health WHERE hall = ? AND device = ? "
+            f"SELECT {tables.HEALTH_COLUMNS} FROM device_health WHERE hall = ? AND device = ? "
             "ORDER BY received_ms DESC, boot DESC, up DESC LIMIT ?", (hall, device, limit))
-        return [_stored_health(row) for row in rows]
+        return [tables.stored_health(row) for row in rows]
 
     async def device_alerts(self, *, hall: str, device: str | None = None, state: str | None = None,
                             limit: int = 100) -> list[StoredDeviceAlert]:
@@ -444,9 +393,9 @@ class SQLiteStore(HubStore):
                 where.append(f"{column} = ?")
                 params.append(value)
         rows = await self._rows(
-            f"SELECT {_DEVICE_ALERT_COLUMNS} FROM device_alerts WHERE {' AND '.join(where)} "
+            f"SELECT {tables.DEVICE_ALERT_COLUMNS} FROM device_alerts WHERE {' AND '.join(where)} "
             "ORDER BY alert_id DESC LIMIT ?", [*params, limit])
-        return [_stored_device_alert(row) for row in rows]
+        return [tables.stored_device_alert(row) for row in rows]
 
     async def rejection_summary(self, *, hall: str | None = None, limit: int = 50) -> RejectionSummary:
         where, params = ("WHERE hall = ?", [hall]) if hall is not None else ("", [])
@@ -465,7 +414,5 @@ class SQLiteStore(HubStore):
         return [AlertRecord(at, k, hall, key, json.loads(detail)) for at, k, hall, key, detail in rows]
 
     async def counts(self) -> dict[str, int]:
-        tables = ("gateways", "devices", "device_keys", "services", "ratings", "device_health",
-                  "device_alerts", "rejections", "alerts")
-        sql = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM {t}" for t in tables)
+        sql = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM {t}" for t in tables.COUNTED_TABLES)
         return {table: count for table, count in await self._rows(sql)}

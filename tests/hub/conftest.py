@@ -1,22 +1,25 @@
-"""Hub test helpers: the store under test (every backend), keys (`device_key`), the vectors, and
-builders of the gateway's device-report items (`health_item`, `alert_item`)."""
+"""Hub test helpers: the backend under test (`hub_db`: every test that reaches a store runs once
+per backend in BACKENDS), the store and the in-process app on it, keys (`device_key`), the vectors,
+and builders of the gateway's device-report items (`health_item`, `alert_item`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hub.store import HubStore, SQLiteStore
+from hub.config import HubSettings
+from hub.store import HubStore, store_for
 from tests.fixtures.device import device_key  # noqa: F401 (the hub tests import it from here)
+from tests.fixtures.hub import HubApp, running_app
 
 H1 = "H1"
 GATEWAY_KEY = bytes(range(32))
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "ratings.json"
-BACKENDS = ["sqlite"]  # PostgreSQL joins here, and every store test runs on it too
+BACKENDS = ["sqlite", "postgres"]  # PostgreSQL: tests/fixtures/postgres.py (HCP_PG_DSN or a throwaway cluster)
 
 
 def vectors() -> dict:
@@ -63,11 +66,23 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(params=BACKENDS)
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], HubStore]:
-    """Makes unopened stores of one backend, all on the same (initially empty) database."""
+def hub_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """HubSettings fields naming a new, empty database of one backend: a SQLite file, or a fresh
+    schema on the test PostgreSQL server (skipped, with the reason, when there is none)."""
     if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "store" / "hub.sqlite3")
-    raise AssertionError(f"no constructor for backend {request.param}")
+        yield {"db_path": tmp_path / "store" / "hub.sqlite3", "db_url": ""}
+    elif request.param == "postgres":
+        with request.getfixturevalue("pg_server").schema() as url:
+            yield {"db_url": url}
+    else:
+        raise AssertionError(f"no database for backend {request.param}")
+
+
+@pytest.fixture
+def store_factory(hub_db: dict[str, Any]) -> Callable[[], HubStore]:
+    """Makes unopened stores of one backend, all on the same (initially empty) database."""
+    settings = HubSettings(**hub_db)
+    return lambda: store_for(settings)
 
 
 @pytest.fixture
@@ -75,6 +90,13 @@ async def store(store_factory: Callable[[], HubStore]) -> AsyncIterator[HubStore
     """An open, empty store (once per backend)."""
     async with store_factory() as backend:
         yield backend
+
+
+@pytest.fixture
+def hub_app(tmp_path: Path, hub_db: dict[str, Any]) -> Iterator[HubApp]:
+    """The hub app served in this process (tests/fixtures/hub.py) on each backend's database."""
+    with running_app(tmp_path / "hub-app", **hub_db) as hub:
+        yield hub
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
@@ -22,9 +21,8 @@ def rated(device: str = "D07", n: int = 1, score: int = 4, sess: str | None = "3
     return sign_rating(key or device_key(device), hall, device, n, 3, 81234 + n, sess, score)
 
 
-def table_counts(db_path) -> dict[str, int]:
-    with sqlite3.connect(db_path) as db:
-        return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
+def table_counts(hub) -> dict[str, int]:
+    return {t: hub.query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in TABLES}
 
 
 def results_of(response) -> list[tuple]:
@@ -95,11 +93,11 @@ def test_the_same_batch_twice_changes_nothing(hub_app, hall):
              {"kind": "nonsense"}]
     first = results_of(hub_app.ingest(hall, H1, batch))
     assert [status for _, status, _ in first] == ["accepted"] * 4 + ["rejected"]
-    before = table_counts(hub_app.db_path)
+    before = table_counts(hub_app)
     ratings_before = hub_app.ratings()
     second = results_of(hub_app.ingest(hall, H1, batch))
     assert second == [(key, "duplicate", None) for key, _, _ in first[:4]] + [first[4]]
-    after = table_counts(hub_app.db_path)
+    after = table_counts(hub_app)
     assert {t: n for t, n in after.items() if t != "rejections"} == \
         {t: n for t, n in before.items() if t != "rejections"}
     assert after["rejections"] == before["rejections"] + 1  # every rejection is counted
@@ -113,8 +111,7 @@ def test_a_different_payload_under_a_stored_id_is_a_conflict_with_an_alert(hub_a
     assert results_of(hub_app.ingest(hall, H1, [rating_item(reused), rating_item(forged)])) == [
         ("rating:D07:1", "rejected", "conflict"), ("rating:D07:1", "rejected", "conflict")]
     assert hub_app.rating("D07", 1)["score"] == 5
-    with sqlite3.connect(hub_app.db_path) as db:
-        alerts = db.execute("SELECT kind, hall, item_key, detail FROM alerts ORDER BY id").fetchall()
+    alerts = hub_app.query("SELECT kind, hall, item_key, detail FROM alerts ORDER BY id")
     assert [(k, h, key) for k, h, key, _ in alerts] == [("tampering", H1, "rating:D07:1")] * 2
     details = [json.loads(d) for *_, d in alerts]
     assert [(d["posted"]["score"], d["signature_valid"]) for d in details] == [(1, True), (2, False)]
@@ -125,9 +122,8 @@ def test_a_service_posted_again_with_other_content_is_a_conflict(hub_app, hall):
     results_of(hub_app.ingest(hall, H1, [service_item("s1")]))
     assert results_of(hub_app.ingest(hall, H1, [service_item("s1", staff_id="S9999")])) == [
         ("service:H1:s1", "rejected", "conflict")]
-    with sqlite3.connect(hub_app.db_path) as db:
-        assert db.execute("SELECT kind FROM alerts").fetchall() == [("service_conflict",)]
-        assert db.execute("SELECT staff_id FROM services").fetchall() == [("S0107",)]
+    assert hub_app.query("SELECT kind FROM alerts") == [("service_conflict",)]
+    assert hub_app.query("SELECT staff_id FROM services") == [("S0107",)]
 
 
 # ---------------------------------------------------------------------------- verification
@@ -271,6 +267,22 @@ def test_malformed_items_are_rejected_one_by_one(hub_app, hall):
     assert [r["id"] for r in hub_app.ratings()] == ["D07:1"]
 
 
+def test_text_no_store_can_keep_is_rejected_not_a_server_error(hub_app, hall):
+    """JSON may spell U+0000 and lone surrogates (\\u0000, \\ud800): rejected item by item."""
+    items = [service_item("s1", unit="a\x00b"), service_item("s2", unit="\ud800"),
+             rating_item(rated("D07", 1), binding(ticket="\udc00")), rating_item(rated("D07", 2))]
+    body = json.dumps({"v": 1, "hall": H1, "items": items}).encode("ascii")  # escapes them
+    assert b"\\u0000" in body and b"\\ud800" in body
+    response = hub_app.http.post("/api/v1/ingest", content=body,
+                                 headers={"Authorization": f"Bearer {hall}", "Content-Type": "application/json"})
+    assert results_of(response) == [("service:H1:s1", "rejected", "bad_field:unit"),
+                                    ("service:H1:s2", "rejected", "bad_field:unit"),
+                                    ("rating:D07:1", "rejected", "bad_field:binding.ticket"),
+                                    ("rating:D07:2", "accepted", None)]
+    assert hub_app.rejections()["by_reason"] == {"bad_field:unit": 2, "bad_field:binding.ticket": 1}
+    assert table_counts(hub_app)["services"] == 0
+
+
 def test_a_no_show_needs_only_its_end_time(hub_app, hall):
     item = service_item("s9", outcome="no_show", accepted_at=None, staff_id=None, matter_code=None,
                         case_no=None, unit=None, staff_name=None, matter_name=None)
@@ -295,7 +307,7 @@ def test_another_halls_token_is_403(hub_app, hall):
     response = hub_app.ingest(other, H1, [rating_item(rated())])
     assert response.status_code == 403
     assert "H2" in response.json()["detail"]
-    assert table_counts(hub_app.db_path)["ratings"] == 0
+    assert table_counts(hub_app)["ratings"] == 0
 
 
 def test_too_many_items_is_413_and_stores_nothing(hub_app, hall):
@@ -303,12 +315,12 @@ def test_too_many_items_is_413_and_stores_nothing(hub_app, hall):
     response = hub_app.ingest(hall, H1, items)
     assert response.status_code == 413
     assert "1000" in response.json()["detail"]
-    assert table_counts(hub_app.db_path)["services"] == 0
+    assert table_counts(hub_app)["services"] == 0
     assert hub_app.ingest(hall, H1, items[:-1]).status_code == 200
 
 
-def test_a_body_over_the_limit_is_413(tmp_path):
-    with running_app(tmp_path, max_body_bytes=4096) as hub:
+def test_a_body_over_the_limit_is_413(tmp_path, hub_db):
+    with running_app(tmp_path, max_body_bytes=4096, **hub_db) as hub:
         token = hub.register_gateway(H1, GATEWAY_KEY)
         big = [service_item(f"s{i}") for i in range(40)]
         response = hub.ingest(token, H1, big)
@@ -324,7 +336,7 @@ def test_a_body_over_the_limit_is_413(tmp_path):
                                  headers={"Authorization": f"Bearer {token}",
                                           "Content-Type": "application/json"})
         assert response.status_code == 413
-        assert table_counts(hub.db_path)["services"] == 0
+        assert table_counts(hub)["services"] == 0
         assert hub.ingest(token, H1, big[:5]).status_code == 200
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 
 import pytest
 
@@ -26,8 +25,7 @@ def test_gateway_registration_issues_a_token_stored_only_as_its_hash(hub_app):
     assert response.status_code == 201
     body = response.json()
     assert set(body) == {"hall", "token"} and body["hall"] == "H1" and len(body["token"]) >= 43
-    with sqlite3.connect(hub_app.db_path) as db:
-        [(token_hash, key_hex)] = db.execute("SELECT token_sha256, key_hex FROM gateways").fetchall()
+    [(token_hash, key_hex)] = hub_app.query("SELECT token_sha256, key_hex FROM gateways")
     assert token_hash == hashlib.sha256(body["token"].encode()).hexdigest()
     assert key_hex == GATEWAY_KEY.hex()
     assert hub_app.ingest(body["token"], "H1", []).status_code == 200
@@ -93,8 +91,8 @@ def test_admin_endpoints_need_the_admin_token(hub_app, method, path, body):
     assert response.status_code in (200, 201, 404)
 
 
-def test_without_an_admin_token_admin_endpoints_answer_503(tmp_path):
-    with running_app(tmp_path, admin_token="") as hub:
+def test_without_an_admin_token_admin_endpoints_answer_503(tmp_path, hub_db):
+    with running_app(tmp_path, admin_token="", **hub_db) as hub:
         for method, path, body in ADMIN_CALLS:
             response = hub.http.request(method, path, json=body, headers={"Authorization": "Bearer guess"})
             assert response.status_code == 503

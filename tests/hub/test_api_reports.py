@@ -4,7 +4,6 @@ the hall reads (/api/v1/halls/{hall}/devices, …/devices/{device}/health, …/a
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from dataclasses import dataclass
 
 import pytest
@@ -87,8 +86,7 @@ def test_the_same_reports_twice_change_nothing_and_conflicts_are_counted(hub_app
         ("alert:H1:1:cleared", "rejected", "conflict")]
     assert read(hub_app, "H1/devices") == devices and read(hub_app, "H1/alerts") == alerts
     assert hub_app.rejections(hall=H1)["by_reason"] == {"conflict": 3}
-    with sqlite3.connect(hub_app.db_path) as db:
-        kinds = [k for (k,) in db.execute("SELECT kind FROM alerts ORDER BY id")]
+    kinds = [k for (k,) in hub_app.query("SELECT kind FROM alerts ORDER BY id")]
     assert kinds == ["health_conflict", "alert_conflict", "alert_conflict"]
 
 
@@ -224,9 +222,9 @@ class ReportModel:
         return key, "rejected", "conflict"
 
 
-def test_reports_in_any_order_and_posted_twice_end_in_the_same_rows(tmp_path):
+def test_reports_in_any_order_and_posted_twice_end_in_the_same_rows(tmp_path, hub_db):
     halls = (f"R{i}" for i in itertools.count())
-    with running_app(tmp_path) as hub:
+    with running_app(tmp_path, **hub_db) as hub:
 
         @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
         @given(batches=report_batches, data=st.data())
@@ -255,8 +253,7 @@ def test_reports_in_any_order_and_posted_twice_end_in_the_same_rows(tmp_path):
             assert device["alerts_open"] == (["stuck_button"] if any(
                 "cleared" not in a for a in model.alerts.values()) else [])
             assert hub.rejections(hall=model.hall)["total"] == model.rejected
-            with sqlite3.connect(hub.db_path) as db:
-                conflicts = db.execute("SELECT COUNT(*) FROM alerts WHERE hall = ?", (model.hall,)).fetchone()[0]
+            [(conflicts,)] = hub.query("SELECT COUNT(*) FROM alerts WHERE hall = ?", model.hall)
             assert conflicts == model.conflicts
 
         check()

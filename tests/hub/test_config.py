@@ -10,11 +10,13 @@ from pydantic import ValidationError
 
 from hub.config import HubSettings
 from hub.server import add_arguments, settings_from_args
+from hub.store import PostgresStore, SQLiteStore, store_for
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in ("DB_PATH", "ADMIN_TOKEN", "HOST", "PORT", "PUBLIC_URL", "MAX_ITEMS", "MAX_BODY_BYTES"):
+    for name in ("DB_PATH", "DB_URL", "ADMIN_TOKEN", "HOST", "PORT", "PUBLIC_URL", "MAX_ITEMS",
+                 "MAX_BODY_BYTES"):
         monkeypatch.delenv(f"HCP_HUB_{name}", raising=False)
 
 
@@ -56,3 +58,44 @@ def test_command_line_overrides_environment(monkeypatch):
     assert (s.db_path, s.port, s.admin_token.get_secret_value()) == (Path("x.sqlite3"), 9100, "from-env")
     s = settings_from_args(parser.parse_args(["--admin-token", "from-args"]))
     assert (s.port, s.admin_token.get_secret_value()) == (9000, "from-args")
+
+
+def parse(*argv: str) -> HubSettings:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return settings_from_args(parser.parse_args(list(argv)))
+
+
+def test_a_postgresql_url_picks_postgresql_and_stays_secret():
+    url = "postgresql://hub:pw@db.example:5432/hub?sslmode=require"
+    s = HubSettings(db_url=url)
+    assert s.postgres_url == url and isinstance(store_for(s), PostgresStore)
+    assert "pw" not in repr(s)
+    assert s.database_label == "postgresql://hub:***@db.example:5432/hub?sslmode=require"
+    assert HubSettings(db_url="postgres:///hub?password=pw&host=/run/pg").database_label == \
+        "postgres:///hub?password=***&host=%2Frun%2Fpg"
+    assert HubSettings(db_url="postgresql://db/hub").database_label == "postgresql://db/hub"
+    sqlite = HubSettings(db_path=Path("x.sqlite3"))
+    assert sqlite.postgres_url is None and isinstance(store_for(sqlite), SQLiteStore)
+    assert sqlite.database_label == "x.sqlite3"
+
+
+@pytest.mark.parametrize("url", ["sqlite:///x.sqlite3", "postgress://hub:s3cret@db/hub",
+                                 "host=db dbname=hub password=s3cret", "mysql://db/hub"])
+def test_a_db_url_of_another_kind_is_refused_without_repeating_it(url):
+    with pytest.raises(ValidationError, match="postgresql://") as refused:
+        HubSettings(db_url=url)
+    assert "s3cret" not in str(refused.value) and url not in str(refused.value)
+
+
+def test_the_database_from_the_environment_and_the_command_line(monkeypatch):
+    monkeypatch.setenv("HCP_HUB_DB_URL", "postgresql://env/hub")
+    assert HubSettings().postgres_url == "postgresql://env/hub"
+    assert parse().postgres_url == "postgresql://env/hub"
+    assert parse("--db-url", "postgresql://args/hub").postgres_url == "postgresql://args/hub"
+    given_file = parse("--db", "x.sqlite3")  # an explicit SQLite file wins over the variable
+    assert (given_file.postgres_url, given_file.db_path) == (None, Path("x.sqlite3"))
+    with pytest.raises(SystemExit):
+        parse("--db", "x.sqlite3", "--db-url", "postgresql://args/hub")
+    with pytest.raises(ValidationError):
+        parse("--db-url", "sqlite:///x")

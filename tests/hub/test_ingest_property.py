@@ -5,7 +5,6 @@ up holding exactly the valid distinct ratings and services (the first of each ke
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
@@ -141,9 +140,9 @@ class Scenario:
         return key, "rejected", reason
 
 
-def test_random_batches_posted_twice_in_any_order(tmp_path):
+def test_random_batches_posted_twice_in_any_order(tmp_path, hub_db):
     namespaces = (f"P{i}" for i in itertools.count())
-    with running_app(tmp_path) as hub:
+    with running_app(tmp_path, **hub_db) as hub:
 
         @settings(max_examples=MAX_EXAMPLES, deadline=None,
                   suppress_health_check=[HealthCheck.too_slow])
@@ -175,10 +174,8 @@ def test_random_batches_posted_twice_in_any_order(tmp_path):
             assert set(stored) == set(model.ratings)
             for key, payload in model.ratings.items():
                 assert (stored[key]["score"], stored[key]["session"]) == (payload["score"], payload["sess"])
-            with sqlite3.connect(hub.db_path) as db:
-                services = db.execute("SELECT id, ticket, outcome FROM services WHERE hall = ?",
-                                      (model.hall,)).fetchall()
-                alerts = db.execute("SELECT COUNT(*) FROM alerts WHERE hall = ?", (model.hall,)).fetchone()[0]
+            services = hub.query("SELECT id, ticket, outcome FROM services WHERE hall = ?", model.hall)
+            [(alerts,)] = hub.query("SELECT COUNT(*) FROM alerts WHERE hall = ?", model.hall)
             assert sorted(services) == sorted((s["id"], s["ticket"], s["outcome"])
                                               for s in model.services.values())
             assert alerts == model.alerts

@@ -7,9 +7,12 @@ import sqlite3
 import subprocess
 import sys
 
+from pathlib import Path
+
 from hcp.protocol import sign_rating
 from hub.migrations import SQLITE_MIGRATIONS
-from tests.fixtures.hub import ROOT, binding, rating_item, service_item
+from simulator.services import HubProcess
+from tests.fixtures.hub import ROOT, ADMIN_TOKEN, binding, rating_item, service_item
 
 from .conftest import alert_item, device_key, health_item
 
@@ -91,3 +94,40 @@ def test_a_database_from_a_newer_hub_is_refused(tmp_path):
     done = run_hub("--db", str(db_path), "--port", "0")
     assert done.returncode == 1
     assert "newer than this hub" in done.stderr
+
+
+class PostgresHubProcess(HubProcess):
+    """`python -m hub --db-url URL`: the hub process on PostgreSQL."""
+
+    def __init__(self, workdir: Path, url: str):
+        super().__init__(workdir, admin_token=ADMIN_TOKEN)
+        self.db_url = url
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "hub", "--db-url", self.db_url, "--host", "127.0.0.1",
+                "--port", str(self.port)]
+
+
+def test_the_hub_process_on_postgresql_keeps_everything_over_a_restart(tmp_path, pg_server):
+    with pg_server.schema() as url:
+        hub = PostgresHubProcess(tmp_path / "hub-pg", url).start()
+        try:
+            assert hub.stdout_text() == f"hub listening on {hub.url} (db {url})\n"
+            token = hub.register_gateway("H1", GATEWAY_KEY)
+            hub.register_device("D07", "H1", "7", device_key("D07"))
+            batch = [service_item("s1"), health_item("D07"),
+                     rating_item(sign_rating(device_key("D07"), "H1", "D07", 1, 0, 1, "s1", 5), binding("s1"))]
+            assert [r["status"] for r in hub.ingest(token, "H1", batch).json()["results"]] == ["accepted"] * 3
+            assert hub.stop() == 0
+            hub.start()
+            assert [r["status"] for r in hub.ingest(token, "H1", batch).json()["results"]] == ["duplicate"] * 3
+            assert [(r["id"], r["ticket"]) for r in hub.ratings()] == [("D07:1", "A023")]
+        finally:
+            hub.close()
+
+
+def test_an_unreachable_postgresql_fails_the_start_with_the_reason():
+    done = run_hub("--db-url", "postgresql://postgres@127.0.0.1:1/hub", "--port", "0")
+    assert done.returncode == 1
+    assert "hub listening" not in done.stdout
+    assert "127.0.0.1" in done.stderr and "port 1 failed" in done.stderr

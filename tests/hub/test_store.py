@@ -1,4 +1,5 @@
-"""The storage contract (hub/store/base.py), run against every backend in BACKENDS."""
+"""The storage contract (hub/store/base.py), run against every backend in BACKENDS; then what only
+SQLite has (a file, WAL). PostgreSQL's own: test_store_postgres.py."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import sqlite3
 import pytest
 
 from hcp.protocol import key_id, sign_rating
-from hub.migrations import SQLITE_MIGRATIONS
-from hub.store import KeyIdCollision, SQLiteStore
+from hub.migrations import SCHEMA_VERSION, SQLITE_MIGRATIONS
+from hub.store import KeyIdCollision, PostgresStore, SQLiteStore
 from tests.fixtures.hub import binding, rating_item, service_item
 
-from .conftest import CLEARED_AT, alert_item, device_key, health_item
+from .conftest import CLEARED_AT, alert_item, device_key, health_item, health_payload
 
 pytestmark = pytest.mark.anyio
 
@@ -36,14 +37,14 @@ def statuses(results) -> list[tuple]:
 
 
 async def test_open_migrates_to_newest_schema_and_reopen_keeps_data(store, store_factory):
-    assert await store.schema_version() == len(SQLITE_MIGRATIONS)
+    assert await store.schema_version() == SCHEMA_VERSION
     await setup_devices(store, "D1")
     assert statuses(await store.ingest(H1, [rating_item(rated("D1", 1))])) == [
         ("rating:D1:1", "accepted", None)]
     await store.close()
     await store.close()  # twice is harmless
     async with store_factory() as again:
-        assert await again.schema_version() == len(SQLITE_MIGRATIONS)
+        assert await again.schema_version() == SCHEMA_VERSION
         assert [r.id for r in await again.list_ratings()] == ["D1:1"]
         assert statuses(await again.ingest(H1, [rating_item(rated("D1", 1))])) == [
             ("rating:D1:1", "duplicate", None)]
@@ -77,7 +78,7 @@ async def test_device_key_rotation_keeps_old_ratings_verifiable(store):
 
 
 async def test_a_different_key_with_a_known_kid_is_refused(store, monkeypatch):
-    monkeypatch.setattr("hub.store.sqlite.key_id", lambda key: "00000000")
+    monkeypatch.setattr(f"{type(store).__module__}.key_id", lambda key: "00000000")
     await store.register_device("D1", H1, "7", device_key("a"))
     with pytest.raises(KeyIdCollision):
         await store.register_device("D1", H1, "7", device_key("b"))
@@ -128,6 +129,31 @@ async def test_ingest_decides_each_item(store):
     assert summary.recent[0].item == '"not an object"' and summary.recent[0].hall == H1
     assert (await store.rejection_summary(hall="H2")).total == 0
     assert await store.alerts() == []
+
+
+async def test_text_no_store_can_keep_is_rejected_and_the_rest_of_the_batch_stored(store):
+    await setup_devices(store, "D1")
+    results = await store.ingest(H1, [
+        service_item("s1", staff_name="张\x00三"),
+        rating_item(rated("D1", 1), binding(unit="\ud800")),
+        health_item("D1", health=health_payload(err="\x00")),
+        alert_item(1, device="D1", detail="\udfff"),
+        "junk \ud800",
+        rating_item(rated("D1", 2)),
+    ])
+    assert statuses(results) == [
+        ("service:H1:s1", "rejected", "bad_field:staff_name"),
+        ("rating:D1:1", "rejected", "bad_field:binding.unit"),
+        ("health:H1:D1:3:81234", "rejected", "bad_field:health.err"),
+        ("alert:H1:1:raised", "rejected", "bad_field:detail"),
+        (None, "rejected", "bad_json"),
+        ("rating:D1:2", "accepted", None)]
+    summary = await store.rejection_summary()
+    assert summary.total == 5 and summary.recent[0].item == '"junk ?"'
+    assert '"staff_name":"张\\u0000三"' in summary.recent[4].item
+    # such text matches nothing stored, on every backend
+    assert await store.list_ratings(ticket="A\x00") == []
+    assert (await store.rejection_summary(hall="H\x00")).total == 0
 
 
 async def test_same_key_other_payload_is_a_conflict_and_a_tampering_alert(store):
@@ -217,6 +243,83 @@ async def test_concurrent_batches_accept_each_rating_once(store):
     assert sorted(accepted) == sorted(f"rating:D1:{n}" for n in range(1, 41))
     assert {r.status for results in all_results for r in results} <= {"accepted", "duplicate"}
     assert (await store.counts())["ratings"] == 40
+
+
+async def test_a_batch_is_one_transaction(store, monkeypatch):
+    """A failure while writing a batch leaves nothing of it behind."""
+    await setup_devices(store, "D1")
+    original = type(store)._write_plan
+
+    async def write_then_fail(self, *args):
+        await original(self, *args)
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(type(store), "_write_plan", write_then_fail)
+    batch = [rating_item(rated("D1", 1)), service_item("s1"), {"kind": "junk"},
+             health_item("D1"), alert_item(1, device="D1")]
+    with pytest.raises(OSError):
+        await store.ingest(H1, batch)
+    counts = await store.counts()
+    assert (counts["ratings"], counts["services"], counts["rejections"]) == (0, 0, 0)
+    assert (counts["device_health"], counts["device_alerts"]) == (0, 0)
+    assert (await store.list_devices(hall=H1))[0].health is None
+    monkeypatch.undo()
+    assert [r.status for r in await store.ingest(H1, batch)] == [
+        "accepted", "accepted", "rejected", "accepted", "accepted"]
+
+
+# Two hubs on one database, the first paused inside its write transaction (rows written, not yet
+# committed) while the second posts: (first's batch, second's batch, first's answers, second's,
+# whether PostgreSQL runs the second batch again: its device lock does not cover these keys).
+RACES = {
+    "ratings and reports": (
+        [rating_item(rated("D1", 1)), rating_item(rated("D1", 2)), health_item("D1"), alert_item(1, device="D1")],
+        [health_item("D1"), rating_item(rated("D1", 2)), alert_item(1, device="D1"), rating_item(rated("D1", 1))],
+        ["accepted"] * 4, ["duplicate"] * 4, False),
+    "services": ([service_item("s1"), service_item("s2")], [service_item("s2"), service_item("s1")],
+                 ["accepted"] * 2, ["duplicate"] * 2, True),
+    "a raise and its clear": ([alert_item(7, device="D1")], [alert_item(7, "cleared", device="D1")],
+                              ["accepted"], ["accepted"], False),
+    "an alert id of another device": ([alert_item(5, device="D1")], [alert_item(5, device="D2")],
+                                      ["accepted"], ["rejected"], True),
+}
+
+
+@pytest.mark.parametrize("race", RACES, ids=str)
+async def test_two_hubs_posting_the_same_keys_at_once_store_each_once(store, store_factory, monkeypatch,
+                                                                      race):
+    first_batch, second_batch, first_answers, second_answers, run_again = RACES[race]
+    await setup_devices(store, "D1", "D2")
+    async with store_factory() as second:
+        original = type(store)._write_plan
+        written, go_on = asyncio.Event(), asyncio.Event()
+
+        async def write_then_wait(self, *args):
+            await original(self, *args)
+            if self is store:
+                written.set()
+                await go_on.wait()
+
+        monkeypatch.setattr(type(store), "_write_plan", write_then_wait)
+        first = asyncio.create_task(store.ingest(H1, first_batch))
+        await asyncio.wait_for(written.wait(), 10)
+        later = asyncio.create_task(second.ingest(H1, second_batch))
+        await asyncio.sleep(0.3)
+        assert not later.done(), "the second batch was decided before the first committed"
+        go_on.set()
+        assert [r.status for r in await first] == first_answers
+        assert [r.status for r in await later] == second_answers
+        if isinstance(second, PostgresStore):
+            assert second.retries == int(run_again)
+        counts = await second.counts()
+    assert counts["ratings"] == sum(1 for item in first_batch if item["kind"] == "rating")
+    assert counts["services"] == sum(1 for item in first_batch if item["kind"] == "service")
+    assert counts["device_alerts"] == len({item["id"] for item in first_batch if item["kind"] == "alert"})
+    if race == "a raise and its clear":
+        [row] = await store.device_alerts(hall=H1)
+        assert (row.state, row.raise_seen, row.cleared_at) == ("cleared", True, CLEARED_AT)
+    if race == "an alert id of another device":
+        assert [a.kind for a in await store.alerts()] == ["alert_conflict"]
 
 
 # ---------------------------------------------------------------------------- device reports
@@ -394,27 +497,3 @@ async def test_sqlite_refuses_a_schema_newer_than_the_code(tmp_path):
         db.execute("INSERT INTO schema_version VALUES (?, 'later')", (len(SQLITE_MIGRATIONS) + 1,))
     with pytest.raises(RuntimeError, match="newer than this hub"):
         await SQLiteStore(path).open()
-
-
-async def test_sqlite_batch_is_one_transaction(tmp_path, monkeypatch):
-    """A failure while writing a batch leaves nothing of it behind."""
-    async with SQLiteStore(tmp_path / "hub.sqlite3") as store:
-        await setup_devices(store, "D1")
-        original = SQLiteStore._write_plan
-
-        async def write_then_fail(self, db, hall, plan, now):
-            await original(self, db, hall, plan, now)
-            raise OSError("disk gone")
-
-        monkeypatch.setattr(SQLiteStore, "_write_plan", write_then_fail)
-        batch = [rating_item(rated("D1", 1)), service_item("s1"), {"kind": "junk"},
-                 health_item("D1"), alert_item(1, device="D1")]
-        with pytest.raises(OSError):
-            await store.ingest(H1, batch)
-        counts = await store.counts()
-        assert (counts["ratings"], counts["services"], counts["rejections"]) == (0, 0, 0)
-        assert (counts["device_health"], counts["device_alerts"]) == (0, 0)
-        assert (await store.list_devices(hall=H1))[0].health is None
-        monkeypatch.undo()
-        assert [r.status for r in await store.ingest(H1, batch)] == [
-            "accepted", "accepted", "rejected", "accepted", "accepted"]
