@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from hcp import __version__
 
+from .api.errors import validation_error
 from .api.limits import BodyLimitMiddleware
 from .api.routes import api_router
 from .config import HubSettings
-from .store import open_store
+from .store import HubStore, open_store
+from .workdays import WorkCalendar
+
+log = logging.getLogger("hub.defaults")
 
 DESCRIPTION = """\
 The regional hub of haochaping (政务服务好差评): hall gateways post services, device-signed
@@ -28,20 +36,44 @@ Authentication: `Authorization: Bearer …`. Registration and reads take the **a
 def create_app(settings: HubSettings, *, on_ready: Callable[[], None] | None = None) -> FastAPI:
     """A new hub app. `on_ready` runs once the store is open, before the first request."""
 
+    calendar = WorkCalendar.load(settings.holiday_dir)  # a bad holiday file stops the start here
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await open_store(settings)
         app.state.store = store
+        job = None
+        if settings.defaults_interval_s > 0:
+            job = asyncio.create_task(_default_job(store, calendar, settings))
         try:
             if on_ready is not None:
                 on_ready()
             yield
         finally:
+            if job is not None:
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
             await store.close()
 
     app = FastAPI(title="haochaping hub", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.settings = settings
+    app.state.calendar = calendar
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.include_router(api_router)
     return app
+
+
+async def _default_job(store: HubStore, calendar: WorkCalendar, settings: HubSettings) -> None:
+    """Run the default-rating job now and every `defaults_interval_s`. A failed run is logged and
+    tried again next time: the job is idempotent, and a hub must not stop serving over it."""
+    while True:
+        try:
+            result = await store.run_defaults(calendar, lookback_days=settings.defaults_lookback_days)
+            if result.applied or result.alerts:
+                log.info("default ratings: %s", result.as_dict())
+        except Exception:
+            log.exception("default-rating job failed; next try in %.0f s", settings.defaults_interval_s)
+        await asyncio.sleep(settings.defaults_interval_s)

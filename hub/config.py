@@ -35,6 +35,12 @@ class HubSettings(BaseSettings):
     public_url: str = Field(default="", description="base URL phones reach; default http://host:port")
     max_items: int = Field(default=DEFAULT_MAX_ITEMS, ge=1)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    holiday_dir: Path | None = Field(default=None, description="operator's holiday files, YYYY.json "
+                                     "(docs/hub.md, 'Working days'); they win over the shipped ones")
+    defaults_interval_s: float = Field(default=3600.0, ge=0,
+                                       description="run the default-rating job this often; 0: never")
+    defaults_lookback_days: int = Field(default=90, ge=1, le=3660,
+                                        description="services stored longer ago are not looked at again")
 
     @field_validator("db_url")
     @classmethod

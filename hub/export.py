@@ -34,6 +34,7 @@ a bad record stops the export there, after the rows before it were written.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -233,31 +234,90 @@ FORMATS = {fmt.name: fmt for fmt in (GBT39046, PROVINCIAL)}
 # ---------------------------------------------------------------------------- writers
 
 
+class Encoder:
+    """An export as text pieces: `start()`, then `rows(records)` for each page of records (as they
+    come: an HTTP response streams them), then `end()`. `count` is the rows encoded so far."""
+
+    def __init__(self, fmt: ExportFormat):
+        self.fmt = fmt
+        self.count = 0
+
+    def start(self) -> str:
+        raise NotImplementedError
+
+    def rows(self, records: Iterable[ExportRecord]) -> str:
+        raise NotImplementedError
+
+    def end(self) -> str:
+        raise NotImplementedError
+
+
+class CsvEncoder(Encoder):
+    """Header, then one row per record, RFC 4180 (CRLF, fields quoted when they hold a comma, quote
+    or line break; an absent value is empty). `bom` starts the text with U+FEFF for spreadsheet
+    programs that guess the encoding; the default is plain UTF-8, which importers read without
+    stripping anything."""
+
+    def __init__(self, fmt: ExportFormat, *, bom: bool = False):
+        super().__init__(fmt)
+        self.bom = bom
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\r\n")
+
+    def _take(self) -> str:
+        text = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return text
+
+    def start(self) -> str:
+        self._writer.writerow(self.fmt.columns)
+        return ("\ufeff" if self.bom else "") + self._take()
+
+    def rows(self, records: Iterable[ExportRecord]) -> str:
+        for rec in records:
+            self._writer.writerow(["" if v is None else v for v in self.fmt.row(rec).values()])
+            self.count += 1
+        return self._take()
+
+    def end(self) -> str:
+        return ""
+
+
+class JsonEncoder(Encoder):
+    """A JSON array of row objects (keys in column order, absent values null, text unescaped:
+    `ensure_ascii=False`), one object per line."""
+
+    def start(self) -> str:
+        return "["
+
+    def rows(self, records: Iterable[ExportRecord]) -> str:
+        parts = []
+        for rec in records:
+            parts.append(",\n" if self.count else "\n")
+            parts.append(json.dumps(self.fmt.row(rec), ensure_ascii=False, separators=(",", ":")))
+            self.count += 1
+        return "".join(parts)
+
+    def end(self) -> str:
+        return "\n]\n" if self.count else "]\n"
+
+
+def _write(encoder: Encoder, records: Iterable[ExportRecord], out: TextSink) -> int:
+    """Stream `records` through `encoder` into `out`, a record at a time (constant memory)."""
+    out.write(encoder.start())
+    for rec in records:
+        out.write(encoder.rows((rec,)))
+    out.write(encoder.end())
+    return encoder.count
+
+
 def write_csv(records: Iterable[ExportRecord], out: TextSink, fmt: ExportFormat, *,
               bom: bool = False) -> int:
-    """Header, then one row per record, RFC 4180 (CRLF, fields quoted when they hold a comma, quote
-    or line break; an absent value is empty). `out` should be opened with `newline=""`. `bom`
-    starts the text with U+FEFF for spreadsheet programs that guess the encoding; the default
-    writes plain UTF-8, which importers read without stripping anything. Returns rows written."""
-    writer = csv.writer(out, lineterminator="\r\n")
-    if bom:
-        out.write("\ufeff")
-    writer.writerow(fmt.columns)
-    count = 0
-    for rec in records:
-        writer.writerow(["" if v is None else v for v in fmt.row(rec).values()])
-        count += 1
-    return count
+    """`CsvEncoder` into `out` (opened with `newline=""`). Returns rows written."""
+    return _write(CsvEncoder(fmt, bom=bom), records, out)
 
 
 def write_json(records: Iterable[ExportRecord], out: TextSink, fmt: ExportFormat) -> int:
-    """A JSON array of row objects (keys in column order, absent values null, text unescaped:
-    `ensure_ascii=False`), one object per line. Returns rows written."""
-    count = 0
-    out.write("[")
-    for rec in records:
-        out.write(",\n" if count else "\n")
-        out.write(json.dumps(fmt.row(rec), ensure_ascii=False, separators=(",", ":")))
-        count += 1
-    out.write("\n]\n" if count else "]\n")
-    return count
+    """`JsonEncoder` into `out`. Returns rows written."""
+    return _write(JsonEncoder(fmt), records, out)

@@ -319,6 +319,224 @@ CREATE INDEX devices_hall ON devices (hall, device);
 """
 
 
+# Version 3: the ledger (hub/ledger.py) and the regions halls belong to. The same text on both
+# backends: seq is assigned by the hub from ledger_head (locked in the ingest transaction), not by
+# the database, so the chain has no gaps even where PostgreSQL's identity columns would.
+_V3 = """
+CREATE TABLE ledger (
+    seq     BIGINT PRIMARY KEY CHECK (seq >= 1),
+    kind    TEXT NOT NULL CHECK (kind IN ('rating', 'service', 'default')),
+    hall    TEXT NOT NULL,
+    ref     TEXT NOT NULL,              -- the record: device:n (rating), service id (service, default)
+    digest  TEXT NOT NULL,              -- hex SHA-256 of the record's canonical bytes
+    hash    TEXT NOT NULL,              -- hex SHA-256 chaining this entry to the one before
+    at      TEXT NOT NULL,
+    UNIQUE (kind, hall, ref)
+);
+
+CREATE TABLE ledger_head (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    seq     BIGINT NOT NULL,
+    hash    TEXT NOT NULL
+);
+INSERT INTO ledger_head (id, seq, hash)
+    VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+
+CREATE TABLE regions (
+    region        TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    area_code     TEXT,                 -- 行政区划代码 for the platform exports
+    default_rule  TEXT NOT NULL,        -- JSON: {"kind": "calendar_days"|"working_days", "days": N}
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+
+CREATE TABLE halls (
+    hall        TEXT PRIMARY KEY,
+    region      TEXT NOT NULL REFERENCES regions (region),
+    name        TEXT,
+    updated_at  TEXT NOT NULL
+);
+CREATE INDEX halls_region ON halls (region, hall);
+"""
+
+
+# System default ratings (hub/defaults.py), one per unrated service after its region's period;
+# the indexes the job's look-up needs: ratings by the service they are bound to, services by when
+# the hub stored them (the look-back window: hub time, one format, so text order is time order).
+_DEFAULTS_SQL = """
+CREATE TABLE default_ratings (
+    hall         TEXT NOT NULL,
+    service      TEXT NOT NULL,
+    score        INTEGER NOT NULL CHECK (score = 3),
+    region       TEXT NOT NULL,
+    rule         TEXT NOT NULL,      -- the rule applied (JSON)
+    finished_at  TEXT NOT NULL,      -- the service's, as stored
+    due_at       TEXT NOT NULL,      -- when its period ended (+08:00)
+    estimated    BOOLEAN NOT NULL,   -- a working day of the period was guessed (no holiday data)
+    applied_at   TEXT NOT NULL,
+    PRIMARY KEY (hall, service)
+);
+CREATE INDEX ratings_service ON ratings (hall, service);
+CREATE INDEX services_ingested ON services (ingested_at);
+"""
+
+
+# Counter gaps (hub/gaps.py; docs/hub.md, "Counter gaps"): each device's highest accepted n, the gaps
+# as they were opened (extent fixed, `missing` counting down), and the holes still missing in them.
+# Ranges only, never a row per number. Filled from the ratings already stored: one gap per run of
+# missing numbers, dated by the earliest-ingested rating above it, in the hall of the one just above.
+_GAPS = """
+CREATE TABLE rating_counters (
+    device      TEXT PRIMARY KEY REFERENCES devices (device),
+    high        {int} NOT NULL CHECK (high >= 1),     -- the highest n accepted
+    updated_at  TEXT NOT NULL
+);
+
+CREATE TABLE rating_gaps (
+    device      TEXT NOT NULL,
+    first_n     {int} NOT NULL CHECK (first_n >= 1),  -- the numbers missing when it was opened:
+    last_n      {int} NOT NULL,                       -- never changed afterwards
+    hall        TEXT NOT NULL,                        -- of the rating that revealed it
+    missing     {int} NOT NULL,                       -- numbers of it not received yet
+    opened_at   TEXT NOT NULL,
+    closed_at   TEXT,                                 -- when its last missing number arrived
+    PRIMARY KEY (device, first_n),
+    CHECK (last_n >= first_n),
+    CHECK (missing BETWEEN 0 AND last_n - first_n + 1),
+    CHECK ((missing = 0) = (closed_at IS NOT NULL))
+);
+CREATE INDEX rating_gaps_hall ON rating_gaps (hall, opened_at);
+CREATE INDEX rating_gaps_opened ON rating_gaps (opened_at);
+CREATE INDEX rating_gaps_open ON rating_gaps (hall, device) WHERE closed_at IS NULL;
+
+-- The runs of numbers still missing, each inside one gap; together, every n <= high not stored.
+CREATE TABLE rating_gap_holes (
+    device      TEXT NOT NULL,
+    first_n     {int} NOT NULL,
+    last_n      {int} NOT NULL,
+    gap_first   {int} NOT NULL,
+    PRIMARY KEY (device, first_n),
+    FOREIGN KEY (device, gap_first) REFERENCES rating_gaps (device, first_n),
+    CHECK (gap_first <= first_n AND first_n <= last_n)
+);
+CREATE INDEX rating_gap_holes_gap ON rating_gap_holes (device, gap_first, first_n);
+
+INSERT INTO rating_counters (device, high, updated_at)
+    SELECT device, MAX(n), {now} FROM ratings GROUP BY device;
+INSERT INTO rating_gaps (device, first_n, last_n, hall, missing, opened_at, closed_at)
+    SELECT device, below + 1, n - 1, hall, n - below - 1, seen, NULL FROM (
+        SELECT device, n, hall,
+               COALESCE(LAG(n) OVER (PARTITION BY device ORDER BY n), 0) AS below,
+               MIN(ingested_at) OVER (PARTITION BY device ORDER BY n DESC) AS seen
+        FROM ratings) AS r
+    WHERE n > below + 1;
+INSERT INTO rating_gap_holes (device, first_n, last_n, gap_first)
+    SELECT device, first_n, last_n, first_n FROM rating_gaps;
+"""
+_SQLITE_GAPS = _GAPS.format(int="INTEGER", now="strftime('%Y-%m-%dT%H:%M:%f', 'now') || '+00:00'")
+_PG_GAPS = _GAPS.format(
+    int="BIGINT", now="""to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"+00:00"')""")
+
+
+# Statistics (hub/stats.py; docs/hub.md, "Statistics"): additive counters per day in China, kept in
+# the transaction that stores what they count. stats_fine per (hall, day, window, staff, matter,
+# unit); the others sum it for one group each, so a month of a region reads a few thousand rows.
+# A missing staff, matter or unit is '' (a key column cannot be NULL; ingest never stores '').
+# The row in stats_rebuild asks the hub to fill them from the raw records when it next starts.
+_STATS = """
+CREATE TABLE stats_fine (
+    hall              TEXT NOT NULL,
+    day               TEXT NOT NULL,   -- YYYY-MM-DD in China (UTC+8)
+    window_id         TEXT NOT NULL,
+    staff_id          TEXT NOT NULL,
+    matter_code       TEXT NOT NULL,
+    unit              TEXT NOT NULL,
+    services          {int} NOT NULL,  -- finished services, by finished_at day
+    no_shows          {int} NOT NULL,
+    rated             {int} NOT NULL,  -- finished services with a bound rating
+    rated_or_default  {int} NOT NULL,  -- ... or with a system default
+    defaulted         {int} NOT NULL,  -- finished services with a system default
+    score1            {int} NOT NULL,  -- ratings by score, by received_at day
+    score2            {int} NOT NULL,
+    score3            {int} NOT NULL,
+    score4            {int} NOT NULL,
+    score5            {int} NOT NULL,
+    unbound           {int} NOT NULL,  -- ratings without a binding
+    PRIMARY KEY (hall, day, window_id, staff_id, matter_code, unit)
+){rowid};
+CREATE TABLE stats_hall (
+    hall TEXT NOT NULL,
+    day TEXT NOT NULL,
+    services {int} NOT NULL, no_shows {int} NOT NULL, rated {int} NOT NULL,
+    rated_or_default {int} NOT NULL, defaulted {int} NOT NULL, score1 {int} NOT NULL,
+    score2 {int} NOT NULL, score3 {int} NOT NULL, score4 {int} NOT NULL, score5 {int} NOT NULL,
+    unbound {int} NOT NULL,
+    PRIMARY KEY (hall, day)
+){rowid};
+CREATE TABLE stats_window (
+    hall TEXT NOT NULL,
+    day TEXT NOT NULL,
+    window_id TEXT NOT NULL,
+    services {int} NOT NULL, no_shows {int} NOT NULL, rated {int} NOT NULL,
+    rated_or_default {int} NOT NULL, defaulted {int} NOT NULL, score1 {int} NOT NULL,
+    score2 {int} NOT NULL, score3 {int} NOT NULL, score4 {int} NOT NULL, score5 {int} NOT NULL,
+    unbound {int} NOT NULL,
+    PRIMARY KEY (hall, day, window_id)
+){rowid};
+CREATE TABLE stats_staff (
+    hall TEXT NOT NULL,
+    day TEXT NOT NULL,
+    staff_id TEXT NOT NULL,
+    services {int} NOT NULL, no_shows {int} NOT NULL, rated {int} NOT NULL,
+    rated_or_default {int} NOT NULL, defaulted {int} NOT NULL, score1 {int} NOT NULL,
+    score2 {int} NOT NULL, score3 {int} NOT NULL, score4 {int} NOT NULL, score5 {int} NOT NULL,
+    unbound {int} NOT NULL,
+    PRIMARY KEY (hall, day, staff_id)
+){rowid};
+CREATE TABLE stats_matter (
+    hall TEXT NOT NULL,
+    day TEXT NOT NULL,
+    matter_code TEXT NOT NULL,
+    services {int} NOT NULL, no_shows {int} NOT NULL, rated {int} NOT NULL,
+    rated_or_default {int} NOT NULL, defaulted {int} NOT NULL, score1 {int} NOT NULL,
+    score2 {int} NOT NULL, score3 {int} NOT NULL, score4 {int} NOT NULL, score5 {int} NOT NULL,
+    unbound {int} NOT NULL,
+    PRIMARY KEY (hall, day, matter_code)
+){rowid};
+CREATE TABLE stats_unit (
+    hall TEXT NOT NULL,
+    day TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    services {int} NOT NULL, no_shows {int} NOT NULL, rated {int} NOT NULL,
+    rated_or_default {int} NOT NULL, defaulted {int} NOT NULL, score1 {int} NOT NULL,
+    score2 {int} NOT NULL, score3 {int} NOT NULL, score4 {int} NOT NULL, score5 {int} NOT NULL,
+    unbound {int} NOT NULL,
+    PRIMARY KEY (hall, day, unit)
+){rowid};
+
+CREATE TABLE stats_rebuild (
+    id  INTEGER PRIMARY KEY CHECK (id = 1)
+);
+INSERT INTO stats_rebuild (id) VALUES (1);
+"""
+_SQLITE_STATS = _STATS.format(int="INTEGER", rowid=" WITHOUT ROWID")
+_PG_STATS = _STATS.format(int="BIGINT", rowid="")
+
+
+# The devices overview (GET /api/v1/devices): a device's open alerts by kind, so its kinds come in
+# order and "is an offline alert open" is one seek; on PostgreSQL the devices in byte order (the
+# order SQLite gives and the overview pages by), so a page is an ordered index walk that stops at
+# the limit instead of a sort of every device. devices_hall stays for `hall = ?`.
+_SQLITE_OVERVIEW = """
+CREATE INDEX device_alerts_open_kinds ON device_alerts (hall, device, alert) WHERE cleared_at IS NULL;
+"""
+_PG_OVERVIEW = """
+CREATE INDEX device_alerts_open_kinds ON device_alerts (hall, device, alert COLLATE "C") WHERE cleared_at IS NULL;
+CREATE INDEX devices_bytes ON devices (hall COLLATE "C", device COLLATE "C");
+"""
+
+
 # ---------------------------------------------------------------------------- the list
 
 
@@ -329,15 +547,26 @@ class Migration:
     summary: str
     sqlite: str
     postgres: str
+    # a step in Python after the SQL, in the same transaction, for what SQL cannot compute:
+    # "ledger" chains every record stored before the ledger existed (store `_backfill_ledger`)
+    backfill: str | None = None
 
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("gateways, devices and keys, services, ratings, rejections, alerts", _V1, _PG_V1),
     Migration("the gateways' device reports: device_health(_latest), device_alerts", _V2, _PG_V2),
+    Migration("the ledger and its head; regions and the halls in them", _V3, _V3, backfill="ledger"),
+    Migration("system default ratings; ratings by service, services by ingest time", _DEFAULTS_SQL, _DEFAULTS_SQL),
+    Migration("counter gaps: rating_counters, rating_gaps, rating_gap_holes", _SQLITE_GAPS, _PG_GAPS),
+    Migration("statistics rollups (stats_*), filled from the raw records at the next start",
+              _SQLITE_STATS, _PG_STATS),
+    Migration("the devices overview: open alerts by kind; devices in byte order (PostgreSQL)",
+              _SQLITE_OVERVIEW, _PG_OVERVIEW),
 )
 SCHEMA_VERSION = len(MIGRATIONS)  # the newest version this code knows
 
 SQLITE_MIGRATIONS: tuple[str, ...] = tuple(m.sqlite for m in MIGRATIONS)
+BACKFILLS: dict[int, str] = {version: m.backfill for version, m in enumerate(MIGRATIONS, start=1) if m.backfill}
 POSTGRES_MIGRATIONS: tuple[str, ...] = tuple(m.postgres for m in MIGRATIONS)
 
 # The same text on both backends.

@@ -6,22 +6,27 @@ from __future__ import annotations
 from ..config import HubSettings
 from .base import (
     AlertRecord,
+    DeviceGaps,
     DeviceRecord,
     GatewayRecord,
+    HallRecord,
     HubStore,
     KeyIdCollision,
+    RegionRecord,
     RejectionRecord,
     RejectionSummary,
     StoredDeviceAlert,
+    StoredGap,
     StoredHealth,
     StoredRating,
+    UnknownRegion,
 )
 from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 
-__all__ = ["AlertRecord", "DeviceRecord", "GatewayRecord", "HubStore", "KeyIdCollision",
-           "PostgresStore", "RejectionRecord", "RejectionSummary", "SQLiteStore", "StoredDeviceAlert",
-           "StoredHealth", "StoredRating", "open_store", "store_for"]
+__all__ = ["AlertRecord", "DeviceGaps", "DeviceRecord", "GatewayRecord", "HallRecord", "HubStore", "KeyIdCollision",
+           "PostgresStore", "RegionRecord", "RejectionRecord", "RejectionSummary", "SQLiteStore",
+           "StoredDeviceAlert", "StoredGap", "StoredHealth", "StoredRating", "UnknownRegion", "open_store", "store_for"]
 
 
 def store_for(settings: HubSettings) -> HubStore:

@@ -10,14 +10,25 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from hcp.protocol import BAD_SCORES, LEVELS
 
+from ..default_rules import DefaultRule
 from ..ingest import ItemResult, ParsedItem, parse_item
+from ..defaults import LOOKBACK_DAYS, Candidate, DefaultRating, RunResult
+from ..defaults import decide as decide_defaults
+from ..ledger import MAX_BREAKS, Entry, Head, Verification, Verifier
+from ..stats import Rebuilt, StatsQuery, StatsRow
+from ..workdays import WorkCalendar
 
 
 class KeyIdCollision(Exception):
     """A device already has a different key with the same kid (4-byte prefix): use another key."""
+
+
+class UnknownRegion(Exception):
+    """A hall was put into a region the hub does not have: create the region first."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,11 @@ class StoredDeviceAlert:
 @dataclass(frozen=True)
 class DeviceRecord:
     """A registered device, where the hub sees it: its current kid, the newest health snapshot of
-    its current hall (None before the first), and the kinds of its open alerts there (sorted)."""
+    its current hall (None before the first), and the kinds of its open alerts there (sorted).
+
+    `region`: its hall's region (None while the hall is in none). `presence`: `offline` while the
+    gateway's `offline` alert for it is open, else the newest health's presence, else `unknown`.
+    `alerts_open_count`: its open alerts there (a kind may be open more than once)."""
 
     device: str
     hall: str
@@ -122,6 +137,31 @@ class DeviceRecord:
     updated_at: str
     health: StoredHealth | None
     alerts_open: tuple[str, ...]
+    region: str | None
+    presence: str
+    alerts_open_count: int
+
+
+@dataclass(frozen=True)
+class RegionRecord:
+    """A region: its name, its 行政区划代码 (None until set) and its default-rating rule."""
+
+    region: str
+    name: str
+    area_code: str | None
+    default_rule: DefaultRule
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class HallRecord:
+    """A hall and the region it belongs to."""
+
+    hall: str
+    region: str
+    name: str | None
+    updated_at: str
 
 
 @dataclass(frozen=True)
@@ -147,6 +187,41 @@ class AlertRecord:
     hall: str
     key: str
     detail: dict
+
+
+@dataclass(frozen=True)
+class StoredGap:
+    """A gap in a device's counter (hub/gaps.py): `first..last` were missing when a rating above
+    them arrived (in `hall`, at `opened_at`); `missing` of them still are, the lowest runs of them in
+    `holes` (ascending (first, last), at most tables.HOLES_SHOWN; empty once closed)."""
+
+    device: str
+    first: int
+    last: int
+    hall: str
+    missing: int
+    opened_at: str
+    closed_at: str | None
+    holes: tuple[tuple[int, int], ...]
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+    @property
+    def state(self) -> str:
+        return "open" if self.closed_at is None else "closed"
+
+
+@dataclass(frozen=True)
+class DeviceGaps:
+    """A device's open counter gaps: how many, the numbers missing in all of them, and when the
+    oldest was opened."""
+
+    device: str
+    gaps: int
+    missing: int
+    since: str
 
 
 class HubStore(ABC):
@@ -211,9 +286,42 @@ class HubStore(ABC):
         """Ratings matching every given filter, newest ingested first, at most `limit`."""
 
     @abstractmethod
-    async def list_devices(self, *, hall: str | None = None) -> list[DeviceRecord]:
-        """Registered devices (of `hall` if given), by device id, each with its newest health of
-        its current hall and its open alerts there. An unknown hall is an empty list."""
+    async def list_devices(self, *, hall: str | None = None, region: str | None = None,
+                           presence: str | None = None, after: tuple[str, str] | None = None,
+                           limit: int | None = None) -> list[DeviceRecord]:
+        """Registered devices matching every given filter (`hall`, its hall's `region`, `presence`
+        as DeviceRecord judges it), by (hall, device id), each with its newest health of its
+        current hall and its open alerts there; `after`: only those after this (hall, device);
+        at most `limit` (None: all). One query, whatever the number of devices. An unknown hall
+        or region is an empty list."""
+
+    # ------------------------------------------------------------------------ regions and halls
+
+    @abstractmethod
+    async def put_region(self, region: str, *, name: str, area_code: str | None,
+                         default_rule: DefaultRule) -> RegionRecord:
+        """Create the region or replace its name, area code and rule (created_at stays)."""
+
+    @abstractmethod
+    async def get_region(self, region: str) -> RegionRecord | None:
+        """The region, or None."""
+
+    @abstractmethod
+    async def list_regions(self) -> list[RegionRecord]:
+        """Every region, by id."""
+
+    @abstractmethod
+    async def put_hall(self, hall: str, *, region: str, name: str | None = None) -> HallRecord:
+        """Create the hall in `region` or replace its region (a move) and name. Raises
+        UnknownRegion, and changes nothing, if the region does not exist."""
+
+    @abstractmethod
+    async def hall_region(self, hall: str) -> RegionRecord | None:
+        """The region `hall` belongs to (its rule and area code), or None if it is in none."""
+
+    @abstractmethod
+    async def halls(self, *, region: str | None = None) -> list[HallRecord]:
+        """Halls (of `region` if given), by id."""
 
     @abstractmethod
     async def health_history(self, *, hall: str, device: str, limit: int = 100) -> list[StoredHealth]:
@@ -235,7 +343,113 @@ class HubStore(ABC):
         """The hub's own alerts (tampering, service_conflict, health_conflict, alert_conflict),
         newest first. Not the gateways' device alerts: `device_alerts`."""
 
+    # ------------------------------------------------------------------------ the ledger
+
+    @abstractmethod
+    async def ledger_head(self) -> Head:
+        """The newest ledger entry's (seq, hash); (0, GENESIS) when the ledger is empty."""
+
+    @abstractmethod
+    async def ledger_entries(self, after: int = 0, limit: int = 1000) -> list[Entry]:
+        """Ledger entries with seq > `after`, in seq order, at most `limit`."""
+
+    @abstractmethod
+    async def _ledger_records(self, entries: Sequence[Entry]) -> dict[tuple[str, str, str], dict]:
+        """The records `entries` name, as stored now: (kind, hall, ref) -> the dict their digest
+        covers (store/tables.py). A record that is not there is absent from the map."""
+
+    @abstractmethod
+    async def _unledgered(self, sample: int) -> dict[str, tuple[int, list[tuple[str, str]]]]:
+        """Per kind: how many stored records have no ledger entry, and (hall, ref) of up to
+        `sample` of them."""
+
+    # ------------------------------------------------------------------------ default ratings
+
+    @abstractmethod
+    async def _default_candidates(self, since: str) -> list[Candidate]:
+        """Finished services stored (ingested_at) since `since`, with no default and no bound
+        rating, with their hall's region and rule (tables.DEFAULT_CANDIDATES_SQL)."""
+
+    @abstractmethod
+    async def _store_defaults(self, records: Sequence[DefaultRating],
+                              alerts: Sequence[tuple[str, str | None, str, str]]) -> int:
+        """In one transaction: each default whose service still has neither a default nor a bound
+        rating, with its ledger entry; each alert unless one of its kind and key exists. -> how
+        many defaults were stored."""
+
+    @abstractmethod
+    async def list_defaults(self, *, hall: str | None = None, limit: int = 100) -> list[DefaultRating]:
+        """Stored default ratings, newest applied_at first."""
+
+    @abstractmethod
+    async def export_ratings(self, hall: str, *, since: str, after_seq: int = 0,
+                             limit: int = 5000) -> list[tuple[int, StoredRating]]:
+        """A page of `hall`'s ratings stored (ingested_at, hub UTC) since `since`, in ingest order
+        after `after_seq`: (seq, rating) pairs."""
+
+    @abstractmethod
+    async def export_defaults(self, hall: str, *, due_from: str, due_to: str) -> list[tuple]:
+        """`hall`'s default ratings whose period ended in [due_from, due_to) (ISO, +08:00): rows
+        (hall, service, due_at, case_no, matter_code, unit, staff_id) of it and its service."""
+
+    async def run_defaults(self, calendar: WorkCalendar, now: datetime | None = None,
+                           lookback_days: int = LOOKBACK_DAYS) -> RunResult:
+        """The default-rating job (hub/defaults.py): idempotent, safe to run at any time and from
+        several hubs at once."""
+        now = now or datetime.now(UTC)
+        since = (now - timedelta(days=lookback_days)).astimezone(UTC).isoformat(timespec="milliseconds")
+        records, result = decide_defaults(await self._default_candidates(since), calendar, now,
+                                          datetime.now(UTC).isoformat(timespec="milliseconds"))
+        result.applied = await self._store_defaults(records, result.alerts)
+        return result
+
+    async def verify_ledger(self, expect: Head | None = None, chunk: int = 2000) -> Verification:
+        """Recompute the whole chain against the records as stored now (hub/ledger.py): the first
+        broken link and every problem found (up to ledger.MAX_BREAKS listed). `expect`: a head
+        recorded outside the hub, which must be in the chain. Entries appended while it runs are
+        checked if they are reached; reads only, so ingest goes on meanwhile."""
+        verifier = Verifier(expect)
+        after = 0
+        while True:
+            entries = await self.ledger_entries(after, chunk)
+            if not entries:
+                break
+            records = await self._ledger_records(entries)
+            for e in entries:
+                verifier.feed(e, records.get((e.kind, e.hall, e.ref)))
+            after = entries[-1].seq
+        return verifier.finish(await self._unledgered(MAX_BREAKS))
+
+    # ------------------------------------------------------------------------ counter gaps
+
+    @abstractmethod
+    async def list_gaps(self, *, hall: str | None = None, device: str | None = None,
+                        state: str = "open", limit: int = 100) -> list[StoredGap]:
+        """Counter gaps matching the filters (`hall`: where the rating that revealed the gap was
+        rated; `state` `open`, `closed` or `all`), newest opened first (then device, then the
+        higher numbers), at most `limit`. Kept up to date by ingest, in the batch's transaction:
+        only accepted ratings open or fill a gap."""
+
+    @abstractmethod
+    async def open_gaps(self, *, hall: str | None = None,
+                        device: str | None = None) -> dict[str, DeviceGaps]:
+        """Per device with open gaps (of gaps opened in `hall`, if given): their count, the
+        numbers missing, the oldest's opened_at. One grouped query, for the devices overview."""
+
+    # ------------------------------------------------------------------------ statistics
+
+    @abstractmethod
+    async def stats(self, query: StatsQuery) -> list[StatsRow]:
+        """The figures `query` asks for (hub/stats.py), read from the rollups: one row per period
+        and group key, sorted by period, then key."""
+
+    @abstractmethod
+    async def rebuild_stats(self) -> Rebuilt:
+        """Recount every rollup from the raw ratings, services and defaults, in one transaction
+        (after a restore; run at start-up when a migration asks for it). Ingest of ratings and
+        services waits meanwhile; reads see the old rollups until it commits."""
+
     @abstractmethod
     async def counts(self) -> dict[str, int]:
         """Row counts: gateways, devices, device_keys, services, ratings, device_health,
-        device_alerts, rejections, alerts."""
+        device_alerts, rejections, alerts, rating_gaps, rating_gap_holes."""

@@ -36,20 +36,30 @@ from psycopg_pool import AsyncConnectionPool
 
 from hcp.protocol import Rating, key_id
 
+from .. import ledger
+from ..defaults import DEFAULT_COLUMNS, Candidate, DefaultRating
+from ..default_rules import DefaultRule
 from ..ingest import DeviceAlertRow, DeviceKeys, IngestPlan, ItemResult, Lookups, ParsedItem, decide, lookups
-from ..migrations import POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE
-from . import tables
+from ..gaps import GapBook
+from ..migrations import BACKFILLS, POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE
+from ..stats import Rebuilt, StatsQuery, StatsRow
+from . import postgres_rollups, rollups, tables
 from .base import (
     AlertRecord,
     DeviceRecord,
     GatewayRecord,
+    HallRecord,
     HubStore,
     KeyIdCollision,
+    RegionRecord,
     RejectionRecord,
     RejectionSummary,
+    DeviceGaps,
     StoredDeviceAlert,
+    StoredGap,
     StoredHealth,
     StoredRating,
+    UnknownRegion,
 )
 
 POOL_MIN = 1  # one idle connection; more open as requests need them
@@ -76,6 +86,18 @@ LOAD_HEALTH = ("SELECT h.device, h.boot, h.up, h.payload "
 LOAD_DEVICE_ALERTS = ("SELECT alert_id, device, window_id, alert, detail, raised_at, cleared_at, "
                       "raised_item, cleared_item FROM device_alerts "
                       "WHERE hall = %s AND alert_id = ANY(%s::bigint[]) ORDER BY alert_id FOR UPDATE")
+
+# Counter gaps (hub/gaps.py): the batch's devices are locked (LOCK_DEVICES), so these rows are its own.
+LOAD_COUNTERS = "SELECT device, high FROM rating_counters WHERE device = ANY(%s::text[])"
+LOAD_HOLES = (f"SELECT {tables.HOLE_AND_GAP_COLUMNS} FROM unnest(%s::text[], %s::bigint[]) AS k(device, n) "
+              "CROSS JOIN LATERAL (SELECT * FROM rating_gap_holes WHERE device = k.device AND first_n <= k.n "
+              "                    ORDER BY first_n DESC LIMIT 1) AS h "
+              "JOIN rating_gaps g ON g.device = h.device AND g.first_n = h.gap_first WHERE h.last_n >= k.n")
+LOAD_GAP_HOLES = ("SELECT g.device, g.first_n, h.first_n, h.last_n "
+                  "FROM unnest(%s::text[], %s::bigint[]) AS g(device, first_n) "
+                  "CROSS JOIN LATERAL (SELECT first_n, last_n FROM rating_gap_holes "
+                  "                    WHERE device = g.device AND gap_first = g.first_n "
+                  "                    ORDER BY first_n LIMIT %s) AS h ORDER BY 1, 2, 3")
 
 _UPDATE_DEVICE_ALERT_COLUMNS = ("window_id", "state", "detail", "cleared_at", "raised_item",
                                 "cleared_item", "updated_at")
@@ -142,6 +164,8 @@ class PostgresStore(HubStore):
             await pool.close()
             raise
         self._pool = pool
+        async with self._transaction() as conn:  # a migration added or changed the rollups
+            await postgres_rollups.rebuild_if_requested(conn)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -164,6 +188,8 @@ class PostgresStore(HubStore):
                                        f"newer than this hub knows ({newest}): upgrade the hub")
                 if current < version:
                     await conn.execute(script)  # no parameters: several statements in one go
+                    if BACKFILLS.get(version) == "ledger":
+                        await self._backfill_ledger(conn)
                     await conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)",
                                        (version, tables.now()))
 
@@ -237,6 +263,53 @@ class PostgresStore(HubStore):
                                "WHERE device = %s AND kid != %s AND retired_at IS NULL", (now, device, kid))
         return kid
 
+    # ------------------------------------------------------------------------ regions and halls
+
+    async def put_region(self, region: str, *, name: str, area_code: str | None,
+                         default_rule: DefaultRule) -> RegionRecord:
+        now = tables.now()
+        async with self._transaction() as conn:
+            row = await (await conn.execute(
+                f"INSERT INTO regions ({tables.REGION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (region) DO UPDATE SET name = excluded.name, area_code = excluded.area_code, "
+                "default_rule = excluded.default_rule, updated_at = excluded.updated_at "
+                f"RETURNING {tables.REGION_COLUMNS}",
+                (region, name, area_code, tables.rule_json(default_rule), now, now))).fetchone()
+        return tables.region_record(row)
+
+    async def get_region(self, region: str) -> RegionRecord | None:
+        rows = await self._rows(f"SELECT {tables.REGION_COLUMNS} FROM regions WHERE region = %s", (region,))
+        return tables.region_record(rows[0]) if rows else None
+
+    async def list_regions(self) -> list[RegionRecord]:
+        rows = await self._rows(f'SELECT {tables.REGION_COLUMNS} FROM regions ORDER BY region COLLATE "C"')
+        return [tables.region_record(row) for row in rows]
+
+    async def put_hall(self, hall: str, *, region: str, name: str | None = None) -> HallRecord:
+        async with self._transaction() as conn:
+            # FOR KEY SHARE: the region cannot go away before the hall row refers to it
+            if await self._value(conn, "SELECT 1 FROM regions WHERE region = %s FOR KEY SHARE",
+                                 (region,)) is None:
+                raise UnknownRegion(f"no region {region}")
+            row = await (await conn.execute(
+                f"INSERT INTO halls ({tables.HALL_COLUMNS}) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (hall) DO UPDATE SET region = excluded.region, name = excluded.name, "
+                f"updated_at = excluded.updated_at RETURNING {tables.HALL_COLUMNS}",
+                (hall, region, name, tables.now()))).fetchone()
+        return tables.hall_record(row)
+
+    async def hall_region(self, hall: str) -> RegionRecord | None:
+        columns = ", ".join(f"r.{c}" for c in tables.names(tables.REGION_COLUMNS))
+        rows = await self._rows(f"SELECT {columns} FROM halls hl JOIN regions r ON r.region = hl.region "
+                                "WHERE hl.hall = %s", (hall,))
+        return tables.region_record(rows[0]) if rows else None
+
+    async def halls(self, *, region: str | None = None) -> list[HallRecord]:
+        where, params = ("WHERE region = %s", [region]) if region is not None else ("", [])
+        rows = await self._rows(f'SELECT {tables.HALL_COLUMNS} FROM halls {where} ORDER BY hall COLLATE "C"',
+                                params)
+        return [tables.hall_record(row) for row in rows]
+
     # ------------------------------------------------------------------------ ingest
 
     async def _ingest_parsed(self, hall: str, items: Sequence[ParsedItem]) -> list[ItemResult]:
@@ -264,7 +337,13 @@ class PostgresStore(HubStore):
         stored_alerts = await self._load_device_alerts(conn, hall, needed.alerts)
         existing_alerts = set(stored_alerts)  # decide adds the new ones to the map
         plan = decide(items, devices, stored_ratings, stored_services, stored_health, stored_alerts)
-        await self._write_plan(conn, hall, plan, tables.now(), existing_alerts)
+        # Before the plan: it reads what was stored before the batch, and takes the ledger head
+        # lock (postgres_rollups.py) before any insert, so that lock and the inserts' row locks are
+        # taken in the same order by every batch.
+        await postgres_rollups.count_ingest(conn, hall, plan)
+        now = tables.now()
+        await self._write_plan(conn, hall, plan, now, existing_alerts)
+        await self._write_gaps(conn, plan, now)
         return plan.results
 
     async def _load_devices(self, conn: AsyncConnection, ids: set[str]) -> dict[str, DeviceKeys]:
@@ -311,11 +390,11 @@ class PostgresStore(HubStore):
     async def _write_plan(self, conn: AsyncConnection, hall: str, plan: IngestPlan, now: str,
                           existing_alerts: set[int]) -> None:
         """Write the plan; `existing_alerts`: the alert ids that were stored (and are locked)."""
-        await self._insert(conn, "ratings", tables.RATING_INSERT_COLUMNS, tables.rating_rows(plan, now),
-                           conflict="device, n")
-        await self._insert(conn, "services", tables.SERVICE_COLUMNS,
-                           sorted(tables.service_rows(plan, now), key=lambda row: row[1]),
-                           conflict="hall, id")
+        rating_rows = tables.rating_rows(plan, now)
+        service_rows = sorted(tables.service_rows(plan, now), key=lambda row: row[1])
+        await self._insert(conn, "ratings", tables.RATING_INSERT_COLUMNS, rating_rows, conflict="device, n")
+        await self._insert(conn, "services", tables.SERVICE_COLUMNS, service_rows, conflict="hall, id")
+        await self._append_ledger(conn, tables.ledger_pending(rating_rows, service_rows), now)
         await self._insert(conn, "device_health", tables.HEALTH_INSERT_COLUMNS,
                            tables.health_rows(plan, now), conflict="hall, device, boot, up")
         latest = _newest_per_device(tables.health_latest_rows(plan))
@@ -335,6 +414,36 @@ class PostgresStore(HubStore):
         await self._update_device_alerts(conn, hall, [row for row in alert_rows if row[1] in existing_alerts])
         await self._copy(conn, "rejections", tables.REJECTION_COLUMNS, tables.rejection_rows(hall, plan, now))
         await self._copy(conn, "alerts", tables.ALERT_COLUMNS, tables.alert_rows(hall, plan, now))
+
+    async def _backfill_ledger(self, conn: AsyncConnection, chunk: int = 10_000) -> None:
+        """The migration that adds the ledger chains the records stored before it: ratings in
+        ingest order, then services in the order they were stored."""
+        now = tables.now()
+        rating_columns = ", ".join(f"r.{c}" for c in tables.RATING_RECORD_NAMES)
+        after = 0
+        while rows := await (await conn.execute(
+                f"SELECT r.seq, {rating_columns} FROM ratings r WHERE r.seq > %s ORDER BY r.seq LIMIT %s",
+                (after, chunk))).fetchall():
+            after = rows[-1][0]
+            await self._append_ledger(conn, tables.ledger_pending([tuple(row[1:]) for row in rows], []), now)
+        services = await (await conn.execute(
+            f"SELECT {tables.SERVICE_COLUMNS} FROM services ORDER BY ingested_at, hall, id")).fetchall()
+        for start in range(0, len(services), chunk):
+            await self._append_ledger(conn, tables.ledger_pending([], services[start:start + chunk]), now)
+
+    async def _append_ledger(self, conn: AsyncConnection, pending: list[ledger.Pending], now: str) -> None:
+        """Chain `pending` after the ledger's head. The head row is locked until the batch commits:
+        batches of different halls, which otherwise run side by side, take their ledger seqs one
+        after the other, so the chain has no gaps and no forks. Taken last, after the device locks,
+        so no two batches wait on each other in a circle."""
+        if not pending:
+            return
+        seq, head_hash = (await (await conn.execute(
+            "SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE")).fetchall())[0]
+        entries = ledger.append(ledger.Head(seq, head_hash), pending, now)
+        await self._copy(conn, "ledger", tables.LEDGER_COLUMNS, tables.ledger_rows(entries))
+        await conn.execute("UPDATE ledger_head SET seq = %s, hash = %s WHERE id = 1",
+                           (entries[-1].seq, entries[-1].hash))
 
     async def _insert(self, conn: AsyncConnection, table: str, columns: str, rows: list[tuple], *,
                       conflict: str) -> None:
@@ -370,6 +479,167 @@ class PostgresStore(HubStore):
             for row in rows:
                 await copy.write_row(row)
 
+    # ------------------------------------------------------------------------ default ratings
+
+    async def _default_candidates(self, since: str) -> list[Candidate]:
+        rows = await self._rows(tables.DEFAULT_CANDIDATES_SQL.format(p="%s"), (since,))
+        return [Candidate(*row) for row in rows]
+
+    async def _store_defaults(self, records: Sequence[DefaultRating],
+                              alerts: Sequence[tuple[str, str | None, str, str]]) -> int:
+        async with self._transaction() as conn:
+            now = tables.now()
+            # The ledger head first: every writer of ratings and defaults holds it until it
+            # commits, so the re-check below sees every binding and default stored before.
+            await conn.execute("SELECT seq FROM ledger_head WHERE id = 1 FOR UPDATE")
+            for alert in alerts:
+                await conn.execute(tables.HUB_ALERT_ONCE_SQL.format(p="%s"), tables.hub_alert_params(now, alert))
+            fresh = []
+            for r in records:
+                (defaulted, rated), = await (await conn.execute(tables.DEFAULT_RECHECK_SQL.format(p="%s"),
+                                                                (r.hall, r.service, r.hall, r.service))).fetchall()
+                if not defaulted and not rated:
+                    fresh.append(r)
+            await postgres_rollups.count_defaults(conn, [(r.hall, r.service) for r in fresh])
+            await self._insert(conn, "default_ratings", DEFAULT_COLUMNS, [r.row() for r in fresh],
+                               conflict="hall, service")
+            await self._append_ledger(conn, [ledger.Pending("default", r.hall, r.service, r.record())
+                                             for r in fresh], now)
+            return len(fresh)
+
+    async def export_ratings(self, hall: str, *, since: str, after_seq: int = 0,
+                             limit: int = 5000) -> list[tuple[int, StoredRating]]:
+        rows = await self._rows(tables.EXPORT_RATINGS_SQL.format(p="%s"), (hall, since, after_seq, limit))
+        return [(row[0], tables.stored_rating(row[1:])) for row in rows]
+
+    async def export_defaults(self, hall: str, *, due_from: str, due_to: str) -> list[tuple]:
+        return [tuple(row) for row in await self._rows(tables.EXPORT_DEFAULTS_SQL.format(p="%s"),
+                                                        (hall, due_from, due_to))]
+
+    async def list_defaults(self, *, hall: str | None = None, limit: int = 100) -> list[DefaultRating]:
+        where, params = ("WHERE hall = %s ", [hall]) if hall is not None else ("", [])
+        rows = await self._rows(f"SELECT {DEFAULT_COLUMNS} FROM default_ratings {where}"
+                                "ORDER BY applied_at DESC, hall, service LIMIT %s", [*params, limit])
+        return [DefaultRating(**tables.default_record(row)) for row in rows]
+
+    # ------------------------------------------------------------------------ the ledger
+
+    async def ledger_head(self) -> ledger.Head:
+        (seq, head_hash), = await self._rows("SELECT seq, hash FROM ledger_head WHERE id = 1")
+        return ledger.Head(seq, head_hash)
+
+    async def ledger_entries(self, after: int = 0, limit: int = 1000) -> list[ledger.Entry]:
+        rows = await self._rows(f"SELECT {tables.LEDGER_COLUMNS} FROM ledger WHERE seq > %s "
+                                "ORDER BY seq LIMIT %s", (after, limit))
+        return [tables.ledger_entry(row) for row in rows]
+
+    async def _ledger_records(self, entries: Sequence[ledger.Entry]) -> dict[tuple[str, str, str], dict]:
+        found: dict[tuple[str, str, str], dict] = {}
+        rating_keys = sorted({key for e in entries if e.kind == "rating"
+                              if (key := tables.parse_rating_ref(e.ref)) is not None})
+        if rating_keys:
+            columns = ", ".join(f"r.{c}" for c in tables.RATING_RECORD_NAMES)
+            devices, numbers = _arrays(rating_keys)
+            for row in await self._rows(
+                    f"SELECT {columns} FROM unnest(%s::text[], %s::bigint[]) AS k(device, n) "
+                    "JOIN ratings r ON r.device = k.device AND r.n = k.n", (devices, numbers)):
+                record = tables.rating_record(row)
+                found[("rating", record["hall"], tables.rating_ref(record["device"], record["n"]))] = record
+        for kind, table, id_column, names, to_record in (
+                ("service", "services", "id", tables.SERVICE_RECORD_NAMES, tables.service_record),
+                ("default", "default_ratings", "service", tables.DEFAULT_RECORD_NAMES, tables.default_record)):
+            keys = sorted({(e.hall, e.ref) for e in entries if e.kind == kind})
+            if not keys:
+                continue
+            columns = ", ".join(f"t.{c}" for c in names)
+            halls, ids = _arrays(keys)
+            for row in await self._rows(
+                    f"SELECT {columns} FROM unnest(%s::text[], %s::text[]) AS k(hall, id) "
+                    f"JOIN {table} t ON t.hall = k.hall AND t.{id_column} = k.id", (halls, ids)):
+                record = to_record(row)
+                found[(kind, record["hall"], record[id_column])] = record
+        return found
+
+    async def _unledgered(self, sample: int) -> dict[str, tuple[int, list[tuple[str, str]]]]:
+        found = {}
+        for kind, sql in tables.UNLEDGERED_SQL.items():
+            (count,), = await self._rows(sql.format(what="COUNT(*)", limit=""))
+            some = await self._rows(sql.format(what=tables.UNLEDGERED_REF[kind], limit=f" LIMIT {int(sample)}")) \
+                if count else []
+            found[kind] = (count, [(hall, str(ref)) for hall, ref in some])
+        return found
+
+    # ------------------------------------------------------------------------ counter gaps
+
+    async def _write_gaps(self, conn: AsyncConnection, plan: IngestPlan, now: str) -> None:
+        """Move the counters of the batch's accepted ratings (hub/gaps.py), in its transaction:
+        one look-up and one upsert per batch for in-order ratings, plus one seek per late one."""
+        arrivals = tables.gap_arrivals(plan)
+        if not arrivals:
+            return
+        devices = sorted({device for device, _, _ in arrivals})
+        highs = dict(await (await conn.execute(LOAD_COUNTERS, (devices,))).fetchall())
+        late = sorted({(device, n) for device, n, _ in arrivals if n <= highs.get(device, 0)})
+        rows = await (await conn.execute(LOAD_HOLES, _arrays(late))).fetchall() if late else []
+        holes, gaps = tables.holes_and_gaps(rows)
+        book = GapBook(highs, holes, gaps)
+        for device, n, hall in arrivals:
+            book.arrive(device, n, hall, now)
+        changes = book.changes()
+        async with conn.cursor() as cursor:
+            if changes.highs:
+                await cursor.executemany(
+                    f"INSERT INTO rating_counters ({tables.COUNTER_COLUMNS}) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (device) DO UPDATE SET high = excluded.high, updated_at = excluded.updated_at",
+                    tables.counter_rows(changes, now))
+            if changes.holes_removed:
+                await cursor.executemany("DELETE FROM rating_gap_holes WHERE device = %s AND first_n = %s",
+                                         changes.holes_removed)
+            if changes.opened:
+                await cursor.executemany(
+                    f"INSERT INTO rating_gaps ({tables.GAP_COLUMNS}) VALUES ({', '.join(['%s'] * 7)})",
+                    tables.gap_rows(changes.opened))
+            if changes.updated:
+                await cursor.executemany("UPDATE rating_gaps SET missing = %s, closed_at = %s "
+                                         "WHERE device = %s AND first_n = %s",
+                                         tables.gap_update_rows(changes.updated))
+            if changes.holes_added:
+                await cursor.executemany(
+                    f"INSERT INTO rating_gap_holes ({tables.HOLE_COLUMNS}) VALUES (%s, %s, %s, %s)",
+                    tables.hole_rows(changes))
+
+    async def list_gaps(self, *, hall: str | None = None, device: str | None = None,
+                        state: str = "open", limit: int = 100) -> list[StoredGap]:
+        where, params = [], []
+        for column, value in (("hall", hall), ("device", device)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        if tables.GAP_STATES[state] is not None:
+            where.append(tables.GAP_STATES[state])
+        rows = await self._rows(
+            f"SELECT {tables.GAP_COLUMNS} FROM rating_gaps {'WHERE ' + ' AND '.join(where) if where else ''} "
+            'ORDER BY opened_at DESC, device COLLATE "C", first_n DESC LIMIT %s', [*params, limit])
+        holes: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        open_keys = [(row[0], row[1]) for row in rows if row[6] is None]
+        if open_keys:
+            for gap_device, gap_first, first, last in await self._rows(
+                    LOAD_GAP_HOLES, [*_arrays(open_keys), tables.HOLES_SHOWN]):
+                holes.setdefault((gap_device, gap_first), []).append((first, last))
+        return [tables.stored_gap(row, holes.get((row[0], row[1]), ())) for row in rows]
+
+    async def open_gaps(self, *, hall: str | None = None,
+                        device: str | None = None) -> dict[str, DeviceGaps]:
+        where, params = ["closed_at IS NULL"], []
+        for column, value in (("hall", hall), ("device", device)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        rows = await self._rows(
+            "SELECT device, COUNT(*), SUM(missing), MIN(opened_at) FROM rating_gaps "
+            f'WHERE {" AND ".join(where)} GROUP BY device ORDER BY device COLLATE "C"', params)
+        return {row[0]: tables.device_gaps(row) for row in rows}
+
     # ------------------------------------------------------------------------ reads
 
     async def get_rating(self, device: str, n: int) -> StoredRating | None:
@@ -392,23 +662,26 @@ class PostgresStore(HubStore):
         rows = await self._rows(sql + " ORDER BY seq DESC LIMIT %s", [*params, limit])
         return [tables.stored_rating(row) for row in rows]
 
-    async def list_devices(self, *, hall: str | None = None) -> list[DeviceRecord]:
-        where, params = ("WHERE d.hall = %s", [hall]) if hall is not None else ("", [])
-        health = ", ".join(f"h.{column}" for column in tables.names(tables.HEALTH_COLUMNS))
+    async def list_devices(self, *, hall: str | None = None, region: str | None = None,
+                           presence: str | None = None, after: tuple[str, str] | None = None,
+                           limit: int | None = None) -> list[DeviceRecord]:
+        where, params = [], []
+        for condition, value in (("d.hall = %s", hall), ("hl.region = %s", region),
+                                 (f"{tables.PRESENCE_SQL} = %s", presence)):
+            if value is not None:
+                where.append(condition)
+                params.append(value)
+        if after is not None:
+            where.append('(d.hall COLLATE "C", d.device COLLATE "C") > (%s, %s)')
+            params += after
         rows = await self._rows(  # COLLATE "C": byte order, as SQLite sorts text
-            "SELECT d.device, d.hall, d.window_id, k.kid, d.registered_at, d.updated_at, "
-            "ARRAY(SELECT DISTINCT a.alert COLLATE \"C\" FROM device_alerts a WHERE a.hall = d.hall "
-            "      AND a.device = d.device AND a.cleared_at IS NULL ORDER BY 1), "
-            f"{health} FROM devices d "
-            "LEFT JOIN device_keys k ON k.device = d.device AND k.retired_at IS NULL "
-            "LEFT JOIN device_health_latest l ON l.hall = d.hall AND l.device = d.device "
-            "LEFT JOIN device_health h ON h.hall = l.hall AND h.device = l.device "
-            "AND h.boot = l.boot AND h.up = l.up "
-            f"{where} ORDER BY d.device COLLATE \"C\"", params)
-        return [DeviceRecord(device, hall_, window, kid, registered_at, updated_at,
-                             tables.stored_health(latest) if latest[0] is not None else None,
-                             tuple(open_kinds))
-                for device, hall_, window, kid, registered_at, updated_at, open_kinds, *latest in rows]
+            f"SELECT {tables.DEVICE_COLUMNS}, {tables.DEVICE_HEALTH_COLUMNS}, "
+            "ARRAY(SELECT a.alert COLLATE \"C\" FROM device_alerts a WHERE a.hall = d.hall "
+            "      AND a.device = d.device AND a.cleared_at IS NULL ORDER BY 1) "
+            f"FROM devices d {tables.DEVICE_JOINS} "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            'ORDER BY d.hall COLLATE "C", d.device COLLATE "C" LIMIT %s', [*params, limit])
+        return [tables.device_record(row[:-1], row[-1]) for row in rows]
 
     async def health_history(self, *, hall: str, device: str, limit: int = 100) -> list[StoredHealth]:
         rows = await self._rows(
@@ -443,6 +716,16 @@ class PostgresStore(HubStore):
         rows = await self._rows(
             f"SELECT {tables.ALERT_COLUMNS} FROM alerts {where} ORDER BY id DESC LIMIT %s", [*params, limit])
         return [AlertRecord(at, k, hall, key, json.loads(detail)) for at, k, hall, key, detail in rows]
+
+    # ------------------------------------------------------------------------ statistics
+
+    async def stats(self, query: StatsQuery) -> list[StatsRow]:
+        sql, params = rollups.query_sql(query, "%s")
+        return rollups.result_rows(query, await self._rows(sql, params))
+
+    async def rebuild_stats(self) -> Rebuilt:
+        async with self._transaction() as conn:
+            return await postgres_rollups.rebuild(conn)
 
     async def counts(self) -> dict[str, int]:
         sql = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM {t}" for t in tables.COUNTED_TABLES)

@@ -19,6 +19,9 @@ import aiosqlite
 
 from hcp.protocol import Rating, key_id
 
+from .. import ledger
+from ..defaults import DEFAULT_COLUMNS, Candidate, DefaultRating
+from ..default_rules import DefaultRule
 from ..ingest import (
     DeviceAlertRow,
     DeviceKeys,
@@ -28,19 +31,26 @@ from ..ingest import (
     decide,
     lookups,
 )
-from ..migrations import SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
-from . import tables
+from ..gaps import GapBook
+from ..migrations import BACKFILLS, SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
+from ..stats import Rebuilt, StatsQuery, StatsRow
+from . import rollups, sqlite_rollups, tables
 from .base import (
     AlertRecord,
     DeviceRecord,
     GatewayRecord,
+    HallRecord,
     HubStore,
     KeyIdCollision,
+    RegionRecord,
     RejectionRecord,
     RejectionSummary,
+    DeviceGaps,
     StoredDeviceAlert,
+    StoredGap,
     StoredHealth,
     StoredRating,
+    UnknownRegion,
 )
 
 BUSY_TIMEOUT_MS = 5000  # a backup or an operator's sqlite3 shell may hold the lock for a moment
@@ -105,6 +115,8 @@ class SQLiteStore(HubStore):
         await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         await reader.execute("PRAGMA query_only = ON")
         self._writer, self._reader = writer, reader
+        if await sqlite_rollups.rebuild_requested(writer):  # a migration added or changed them
+            await self.rebuild_stats()
 
     async def close(self) -> None:
         writer, reader = self._writer, self._reader
@@ -131,6 +143,8 @@ class SQLiteStore(HubStore):
                 if current < version:
                     for statement in _statements(script):
                         await db.execute(statement)
+                    if BACKFILLS.get(version) == "ledger":
+                        await self._backfill_ledger(db)
                     await db.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
                                      (version, tables.now()))
                 await db.execute("COMMIT")
@@ -224,6 +238,52 @@ class SQLiteStore(HubStore):
         await self._write(work)
         return kid
 
+    # ------------------------------------------------------------------------ regions and halls
+
+    async def put_region(self, region: str, *, name: str, area_code: str | None,
+                         default_rule: DefaultRule) -> RegionRecord:
+        async def work(db: aiosqlite.Connection) -> RegionRecord:
+            now = tables.now()
+            rows = await self._rows(
+                f"INSERT INTO regions ({tables.REGION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (region) DO UPDATE SET name = excluded.name, area_code = excluded.area_code, "
+                "default_rule = excluded.default_rule, updated_at = excluded.updated_at "
+                f"RETURNING {tables.REGION_COLUMNS}",
+                (region, name, area_code, tables.rule_json(default_rule), now, now), db)
+            return tables.region_record(rows[0])
+        return await self._write(work)
+
+    async def get_region(self, region: str) -> RegionRecord | None:
+        rows = await self._rows(f"SELECT {tables.REGION_COLUMNS} FROM regions WHERE region = ?", (region,))
+        return tables.region_record(rows[0]) if rows else None
+
+    async def list_regions(self) -> list[RegionRecord]:
+        rows = await self._rows(f"SELECT {tables.REGION_COLUMNS} FROM regions ORDER BY region")
+        return [tables.region_record(row) for row in rows]
+
+    async def put_hall(self, hall: str, *, region: str, name: str | None = None) -> HallRecord:
+        async def work(db: aiosqlite.Connection) -> HallRecord:
+            if not await self._rows("SELECT 1 FROM regions WHERE region = ?", (region,), db):
+                raise UnknownRegion(f"no region {region}")
+            rows = await self._rows(
+                f"INSERT INTO halls ({tables.HALL_COLUMNS}) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (hall) DO UPDATE SET region = excluded.region, name = excluded.name, "
+                f"updated_at = excluded.updated_at RETURNING {tables.HALL_COLUMNS}",
+                (hall, region, name, tables.now()), db)
+            return tables.hall_record(rows[0])
+        return await self._write(work)
+
+    async def hall_region(self, hall: str) -> RegionRecord | None:
+        columns = ", ".join(f"r.{c}" for c in tables.names(tables.REGION_COLUMNS))
+        rows = await self._rows(f"SELECT {columns} FROM halls hl JOIN regions r ON r.region = hl.region "
+                                "WHERE hl.hall = ?", (hall,))
+        return tables.region_record(rows[0]) if rows else None
+
+    async def halls(self, *, region: str | None = None) -> list[HallRecord]:
+        where, params = ("WHERE region = ?", [region]) if region is not None else ("", [])
+        rows = await self._rows(f"SELECT {tables.HALL_COLUMNS} FROM halls {where} ORDER BY hall", params)
+        return [tables.hall_record(row) for row in rows]
+
     # ------------------------------------------------------------------------ ingest
 
     async def _ingest_parsed(self, hall: str, items: Sequence[ParsedItem]) -> list[ItemResult]:
@@ -236,7 +296,10 @@ class SQLiteStore(HubStore):
             stored_health = await self._load_health(db, hall, needed.health)
             stored_alerts = await self._load_device_alerts(db, hall, needed.alerts)
             plan = decide(items, devices, stored_ratings, stored_services, stored_health, stored_alerts)
-            await self._write_plan(db, hall, plan, tables.now())
+            await sqlite_rollups.count_ingest(db, hall, plan)  # before the plan: it reads what was there
+            now = tables.now()
+            await self._write_plan(db, hall, plan, now)
+            await self._write_gaps(db, plan, now)
             return plan.results
 
         return await self._write(work)
@@ -308,12 +371,15 @@ class SQLiteStore(HubStore):
         return found
 
     async def _write_plan(self, db: aiosqlite.Connection, hall: str, plan: IngestPlan, now: str) -> None:
-        if plan.ratings:
+        rating_rows = tables.rating_rows(plan, now)
+        service_rows = tables.service_rows(plan, now)
+        if rating_rows:
             await db.executemany(f"INSERT INTO ratings ({tables.RATING_INSERT_COLUMNS}) "
-                                 f"VALUES ({_marks(tables.RATING_INSERT_COLUMNS)})", tables.rating_rows(plan, now))
-        if plan.services:
+                                 f"VALUES ({_marks(tables.RATING_INSERT_COLUMNS)})", rating_rows)
+        if service_rows:
             await db.executemany(f"INSERT INTO services ({tables.SERVICE_COLUMNS}) "
-                                 f"VALUES ({_marks(tables.SERVICE_COLUMNS)})", tables.service_rows(plan, now))
+                                 f"VALUES ({_marks(tables.SERVICE_COLUMNS)})", service_rows)
+        await self._append_ledger(db, tables.ledger_pending(rating_rows, service_rows), now)
         if plan.health:
             await db.executemany(f"INSERT INTO device_health ({tables.HEALTH_INSERT_COLUMNS}) "
                                  f"VALUES ({_marks(tables.HEALTH_INSERT_COLUMNS)})", tables.health_rows(plan, now))
@@ -339,6 +405,204 @@ class SQLiteStore(HubStore):
             await db.executemany(f"INSERT INTO alerts ({tables.ALERT_COLUMNS}) "
                                  f"VALUES ({_marks(tables.ALERT_COLUMNS)})", tables.alert_rows(hall, plan, now))
 
+    async def _backfill_ledger(self, db: aiosqlite.Connection, chunk: int = 10_000) -> None:
+        """The migration that adds the ledger chains the records stored before it: ratings in
+        ingest order, then services in the order they were stored."""
+        now = tables.now()
+        for is_rating, sql in (
+                (True, f"SELECT seq, {tables.RATING_INSERT_COLUMNS} FROM ratings WHERE seq > ? ORDER BY seq LIMIT ?"),
+                (False, f"SELECT rowid, {tables.SERVICE_COLUMNS} FROM services WHERE rowid > ? ORDER BY rowid LIMIT ?")):
+            after = 0
+            while rows := await self._rows(sql, (after, chunk), db):
+                after = rows[-1][0]
+                data = [tuple(row[1:]) for row in rows]
+                pending = tables.ledger_pending(data, []) if is_rating else tables.ledger_pending([], data)
+                await self._append_ledger(db, pending, now)
+
+    async def _append_ledger(self, db: aiosqlite.Connection, pending: list[ledger.Pending], now: str) -> None:
+        """Chain `pending` after the ledger's head, in the caller's write transaction (SQLite has
+        one writer: the head cannot move under it)."""
+        if not pending:
+            return
+        (seq, head_hash), = await self._rows("SELECT seq, hash FROM ledger_head WHERE id = 1", (), db)
+        entries = ledger.append(ledger.Head(seq, head_hash), pending, now)
+        await db.executemany(f"INSERT INTO ledger ({tables.LEDGER_COLUMNS}) "
+                             f"VALUES ({_marks(tables.LEDGER_COLUMNS)})", tables.ledger_rows(entries))
+        await db.execute("UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1",
+                         (entries[-1].seq, entries[-1].hash))
+
+    # ------------------------------------------------------------------------ the ledger
+
+    async def ledger_head(self) -> ledger.Head:
+        (seq, head_hash), = await self._rows("SELECT seq, hash FROM ledger_head WHERE id = 1")
+        return ledger.Head(seq, head_hash)
+
+    async def ledger_entries(self, after: int = 0, limit: int = 1000) -> list[ledger.Entry]:
+        rows = await self._rows(f"SELECT {tables.LEDGER_COLUMNS} FROM ledger WHERE seq > ? "
+                                "ORDER BY seq LIMIT ?", (after, limit))
+        return [tables.ledger_entry(row) for row in rows]
+
+    async def _ledger_records(self, entries: Sequence[ledger.Entry]) -> dict[tuple[str, str, str], dict]:
+        found: dict[tuple[str, str, str], dict] = {}
+        rating_keys = {key for e in entries if e.kind == "rating"
+                       if (key := tables.parse_rating_ref(e.ref)) is not None}
+        for chunk in _chunks(sorted(rating_keys)):
+            marks = ",".join("(?, ?)" for _ in chunk)
+            columns = ", ".join(f"r.{c}" for c in tables.RATING_RECORD_NAMES)
+            for row in await self._rows(  # key-driven, as in _load_ratings
+                    f"SELECT {columns} FROM (VALUES {marks}) AS k CROSS JOIN ratings AS r "
+                    "ON r.device = k.column1 AND r.n = k.column2", [v for key in chunk for v in key]):
+                record = tables.rating_record(row)
+                found[("rating", record["hall"], tables.rating_ref(record["device"], record["n"]))] = record
+        for kind, sql, to_record in (
+                ("service", f"SELECT {tables.SERVICE_COLUMNS} FROM services WHERE hall = ? AND id IN ",
+                 tables.service_record),
+                ("default", f"SELECT {DEFAULT_COLUMNS} FROM default_ratings WHERE hall = ? AND service IN ",
+                 tables.default_record)):
+            by_hall: dict[str, set[str]] = {}
+            for e in entries:
+                if e.kind == kind:
+                    by_hall.setdefault(e.hall, set()).add(e.ref)
+            for hall, ids in by_hall.items():
+                for chunk in _chunks(sorted(ids)):
+                    for row in await self._rows(sql + f"({','.join('?' * len(chunk))})", [hall, *chunk]):
+                        record = to_record(row)
+                        found[(kind, record["hall"], record.get("id", record.get("service")))] = record
+        return found
+
+    async def _unledgered(self, sample: int) -> dict[str, tuple[int, list[tuple[str, str]]]]:
+        found = {}
+        for kind, sql in tables.UNLEDGERED_SQL.items():
+            (count,), = await self._rows(sql.format(what="COUNT(*)", limit=""))
+            some = await self._rows(sql.format(what=tables.UNLEDGERED_REF[kind], limit=f" LIMIT {int(sample)}")) \
+                if count else []
+            found[kind] = (count, [(hall, str(ref)) for hall, ref in some])
+        return found
+
+    # ------------------------------------------------------------------------ default ratings
+
+    async def _default_candidates(self, since: str) -> list[Candidate]:
+        rows = await self._rows(tables.DEFAULT_CANDIDATES_SQL.format(p="?"), (since,))
+        return [Candidate(*row) for row in rows]
+
+    async def _store_defaults(self, records: Sequence[DefaultRating],
+                              alerts: Sequence[tuple[str, str | None, str, str]]) -> int:
+        async def work(db: aiosqlite.Connection) -> int:
+            now = tables.now()
+            for alert in alerts:
+                await db.execute(tables.HUB_ALERT_ONCE_SQL.format(p="?"), tables.hub_alert_params(now, alert))
+            fresh = []
+            for r in records:  # one writer: what this sees cannot change before COMMIT
+                (defaulted, rated), = await self._rows(tables.DEFAULT_RECHECK_SQL.format(p="?"),
+                                                       (r.hall, r.service, r.hall, r.service), db)
+                if not defaulted and not rated:
+                    fresh.append(r)
+            if fresh:
+                await sqlite_rollups.count_defaults(db, [(r.hall, r.service) for r in fresh])
+                await db.executemany(f"INSERT INTO default_ratings ({DEFAULT_COLUMNS}) "
+                                     f"VALUES ({_marks(DEFAULT_COLUMNS)})", [r.row() for r in fresh])
+                await self._append_ledger(db, [ledger.Pending("default", r.hall, r.service, r.record())
+                                               for r in fresh], now)
+            return len(fresh)
+        return await self._write(work)
+
+    async def export_ratings(self, hall: str, *, since: str, after_seq: int = 0,
+                             limit: int = 5000) -> list[tuple[int, StoredRating]]:
+        rows = await self._rows(tables.EXPORT_RATINGS_SQL.format(p="?"), (hall, since, after_seq, limit))
+        return [(row[0], tables.stored_rating(row[1:])) for row in rows]
+
+    async def export_defaults(self, hall: str, *, due_from: str, due_to: str) -> list[tuple]:
+        return [tuple(row) for row in await self._rows(tables.EXPORT_DEFAULTS_SQL.format(p="?"),
+                                                        (hall, due_from, due_to))]
+
+    async def list_defaults(self, *, hall: str | None = None, limit: int = 100) -> list[DefaultRating]:
+        where, params = ("WHERE hall = ? ", [hall]) if hall is not None else ("", [])
+        rows = await self._rows(f"SELECT {DEFAULT_COLUMNS} FROM default_ratings {where}"
+                                "ORDER BY applied_at DESC, hall, service LIMIT ?", [*params, limit])
+        return [DefaultRating(**tables.default_record(row)) for row in rows]
+
+    # ------------------------------------------------------------------------ counter gaps
+
+    async def _write_gaps(self, db: aiosqlite.Connection, plan: IngestPlan, now: str) -> None:
+        """Move the counters of the batch's accepted ratings (hub/gaps.py), in its transaction.
+        In-order ratings cost one look-up and one upsert per batch; a rating at or below its
+        device's high mark also looks up the hole holding it (one seek each)."""
+        arrivals = tables.gap_arrivals(plan)
+        if not arrivals:
+            return
+        highs: dict[str, int] = {}
+        for chunk in _chunks(sorted({device for device, _, _ in arrivals})):
+            highs.update(await self._rows(f"SELECT device, high FROM rating_counters "
+                                          f"WHERE device IN ({','.join('?' * len(chunk))})", chunk, db))
+        late = sorted({(device, n) for device, n, _ in arrivals if n <= highs.get(device, 0)})
+        rows = []
+        for chunk in _chunks(late):
+            marks = ",".join("(?, ?)" for _ in chunk)
+            rows += await self._rows(  # the hole holding n: the last one starting at or below it
+                f"SELECT {tables.HOLE_AND_GAP_COLUMNS} FROM (VALUES {marks}) AS k "
+                "CROSS JOIN rating_gap_holes AS h ON h.device = k.column1 AND h.first_n = "
+                "(SELECT MAX(first_n) FROM rating_gap_holes WHERE device = k.column1 AND first_n <= k.column2) "
+                "JOIN rating_gaps AS g ON g.device = h.device AND g.first_n = h.gap_first "
+                "WHERE h.last_n >= k.column2", [value for key in chunk for value in key], db)
+        holes, gaps = tables.holes_and_gaps(rows)
+        book = GapBook(highs, holes, gaps)
+        for device, n, hall in arrivals:
+            book.arrive(device, n, hall, now)
+        changes = book.changes()
+        await db.executemany(
+            f"INSERT INTO rating_counters ({tables.COUNTER_COLUMNS}) VALUES (?, ?, ?) "
+            "ON CONFLICT (device) DO UPDATE SET high = excluded.high, updated_at = excluded.updated_at",
+            tables.counter_rows(changes, now))
+        if changes.holes_removed:
+            await db.executemany("DELETE FROM rating_gap_holes WHERE device = ? AND first_n = ?",
+                                 changes.holes_removed)
+        if changes.opened:
+            await db.executemany(f"INSERT INTO rating_gaps ({tables.GAP_COLUMNS}) "
+                                 f"VALUES ({_marks(tables.GAP_COLUMNS)})", tables.gap_rows(changes.opened))
+        if changes.updated:
+            await db.executemany("UPDATE rating_gaps SET missing = ?, closed_at = ? "
+                                 "WHERE device = ? AND first_n = ?", tables.gap_update_rows(changes.updated))
+        if changes.holes_added:
+            await db.executemany(f"INSERT INTO rating_gap_holes ({tables.HOLE_COLUMNS}) "
+                                 f"VALUES ({_marks(tables.HOLE_COLUMNS)})", tables.hole_rows(changes))
+
+    async def list_gaps(self, *, hall: str | None = None, device: str | None = None,
+                        state: str = "open", limit: int = 100) -> list[StoredGap]:
+        where, params = [], []
+        for column, value in (("hall", hall), ("device", device)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if tables.GAP_STATES[state] is not None:
+            where.append(tables.GAP_STATES[state])
+        rows = await self._rows(
+            f"SELECT {tables.GAP_COLUMNS} FROM rating_gaps {'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY opened_at DESC, device, first_n DESC LIMIT ?", [*params, limit])
+        holes: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        for chunk in _chunks([(row[0], row[1]) for row in rows if row[6] is None]):
+            marks = ",".join("(?, ?)" for _ in chunk)
+            for gap_device, gap_first, first, last in await self._rows(
+                    "SELECT device, gap_first, first_n, last_n FROM (SELECT h.device, h.gap_first, h.first_n, "
+                    "h.last_n, ROW_NUMBER() OVER (PARTITION BY h.device, h.gap_first ORDER BY h.first_n) AS k "
+                    f"FROM (VALUES {marks}) AS g CROSS JOIN rating_gap_holes AS h "
+                    "ON h.device = g.column1 AND h.gap_first = g.column2) WHERE k <= ? "
+                    "ORDER BY device, gap_first, first_n",
+                    [*(value for key in chunk for value in key), tables.HOLES_SHOWN]):
+                holes.setdefault((gap_device, gap_first), []).append((first, last))
+        return [tables.stored_gap(row, holes.get((row[0], row[1]), ())) for row in rows]
+
+    async def open_gaps(self, *, hall: str | None = None,
+                        device: str | None = None) -> dict[str, DeviceGaps]:
+        where, params = ["closed_at IS NULL"], []
+        for column, value in (("hall", hall), ("device", device)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = await self._rows(
+            "SELECT device, COUNT(*), SUM(missing), MIN(opened_at) FROM rating_gaps "
+            f"WHERE {' AND '.join(where)} GROUP BY device ORDER BY device", params)
+        return {row[0]: tables.device_gaps(row) for row in rows}
+
     # ------------------------------------------------------------------------ reads
 
     async def get_rating(self, device: str, n: int) -> StoredRating | None:
@@ -361,23 +625,26 @@ class SQLiteStore(HubStore):
         rows = await self._rows(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit])
         return [tables.stored_rating(row) for row in rows]
 
-    async def list_devices(self, *, hall: str | None = None) -> list[DeviceRecord]:
-        where, params = ("WHERE d.hall = ?", [hall]) if hall is not None else ("", [])
-        health = ", ".join(f"h.{column.strip()}" for column in tables.HEALTH_COLUMNS.split(","))
+    async def list_devices(self, *, hall: str | None = None, region: str | None = None,
+                           presence: str | None = None, after: tuple[str, str] | None = None,
+                           limit: int | None = None) -> list[DeviceRecord]:
+        where, params = [], []
+        for condition, value in (("d.hall = ?", hall), ("hl.region = ?", region),
+                                 (f"{tables.PRESENCE_SQL} = ?", presence)):
+            if value is not None:
+                where.append(condition)
+                params.append(value)
+        if after is not None:
+            where.append("(d.hall, d.device) > (?, ?)")
+            params += after
         rows = await self._rows(
-            "SELECT d.device, d.hall, d.window_id, k.kid, d.registered_at, d.updated_at, "
-            "(SELECT json_group_array(alert) FROM (SELECT DISTINCT a.alert FROM device_alerts a "
-            " WHERE a.hall = d.hall AND a.device = d.device AND a.cleared_at IS NULL ORDER BY a.alert)), "
-            f"{health} FROM devices d "
-            "LEFT JOIN device_keys k ON k.device = d.device AND k.retired_at IS NULL "
-            "LEFT JOIN device_health_latest l ON l.hall = d.hall AND l.device = d.device "
-            "LEFT JOIN device_health h ON h.hall = l.hall AND h.device = l.device "
-            "AND h.boot = l.boot AND h.up = l.up "
-            f"{where} ORDER BY d.device", params)
-        return [DeviceRecord(device, hall_, window, kid, registered_at, updated_at,
-                             tables.stored_health(latest) if latest[0] is not None else None,
-                             tuple(json.loads(open_kinds)))
-                for device, hall_, window, kid, registered_at, updated_at, open_kinds, *latest in rows]
+            f"SELECT {tables.DEVICE_COLUMNS}, {tables.DEVICE_HEALTH_COLUMNS}, "
+            "(SELECT json_group_array(alert) FROM (SELECT a.alert FROM device_alerts a "
+            " WHERE a.hall = d.hall AND a.device = d.device AND a.cleared_at IS NULL ORDER BY a.alert)) "
+            f"FROM devices d {tables.DEVICE_JOINS} "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY d.hall, d.device LIMIT ?", [*params, -1 if limit is None else limit])
+        return [tables.device_record(row[:-1], json.loads(row[-1])) for row in rows]
 
     async def health_history(self, *, hall: str, device: str, limit: int = 100) -> list[StoredHealth]:
         rows = await self._rows(
@@ -412,6 +679,15 @@ class SQLiteStore(HubStore):
             f"SELECT at, kind, hall, item_key, detail FROM alerts {where} ORDER BY id DESC LIMIT ?",
             [*params, limit])
         return [AlertRecord(at, k, hall, key, json.loads(detail)) for at, k, hall, key, detail in rows]
+
+    # ------------------------------------------------------------------------ statistics
+
+    async def stats(self, query: StatsQuery) -> list[StatsRow]:
+        sql, params = rollups.query_sql(query, "?")
+        return rollups.result_rows(query, await self._rows(sql, params))
+
+    async def rebuild_stats(self) -> Rebuilt:
+        return await self._write(sqlite_rollups.rebuild)
 
     async def counts(self) -> dict[str, int]:
         sql = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM {t}" for t in tables.COUNTED_TABLES)

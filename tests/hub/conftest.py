@@ -78,6 +78,45 @@ def hub_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
         raise AssertionError(f"no database for backend {request.param}")
 
 
+def make_version_1_database(run_script: Callable[[str], Any], execute: Callable[[str, tuple], Any],
+                            script: str, device: str, hall: str, key: bytes, items: list) -> None:
+    """A database as a version-1 hub left it: its schema (`script`, the dialect's first migration),
+    one registered device, and the rows it stored for `items` (made by the ingest rules; no
+    ledger, no counters). `run_script(sql)` runs several statements, `execute(sql, params)` one
+    (`?` placeholders)."""
+    from hcp.protocol import key_id
+    from hub.ingest import DeviceKeys, decide, parse_item
+    from hub.migrations import SCHEMA_VERSION_TABLE
+    from hub.store import tables
+    at = tables.now()
+    run_script(SCHEMA_VERSION_TABLE)
+    run_script(script)
+    execute("INSERT INTO schema_version (version, applied_at) VALUES (1, ?)", (at,))
+    execute("INSERT INTO devices (device, hall, window_id, registered_at, updated_at) VALUES (?, ?, '1', ?, ?)",
+            (device, hall, at, at))
+    execute("INSERT INTO device_keys (device, kid, key_hex, registered_at) VALUES (?, ?, ?, ?)",
+            (device, key_id(key), key.hex(), at))
+    plan = decide([parse_item(item, hall) for item in items],
+                  {device: DeviceKeys(hall, "1", {key_id(key): key})}, {}, {}, {}, {})
+    for table, columns, rows in (("ratings", tables.RATING_INSERT_COLUMNS, tables.rating_rows(plan, at)),
+                                 ("services", tables.SERVICE_COLUMNS, tables.service_rows(plan, at))):
+        for row in rows:
+            execute(f"INSERT INTO {table} ({columns}) VALUES ({','.join('?' * len(row))})", row)
+
+
+def run_sql(hub_db: dict[str, Any], sql: str, params: tuple = ()) -> list[tuple]:
+    """Run one statement straight on the test database, behind the hub's back (`?` placeholders on
+    both backends), committed: how the tests play someone editing the database by hand."""
+    if hub_db.get("db_url"):
+        import psycopg
+        with psycopg.connect(hub_db["db_url"], autocommit=True) as conn:
+            cursor = conn.execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
+    import sqlite3
+    with sqlite3.connect(hub_db["db_path"]) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
 @pytest.fixture
 def store_factory(hub_db: dict[str, Any]) -> Callable[[], HubStore]:
     """Makes unopened stores of one backend, all on the same (initially empty) database."""

@@ -13,7 +13,7 @@ from hub.migrations import SCHEMA_VERSION, SQLITE_MIGRATIONS
 from hub.store import KeyIdCollision, PostgresStore, SQLiteStore
 from tests.fixtures.hub import binding, rating_item, service_item
 
-from .conftest import CLEARED_AT, alert_item, device_key, health_item, health_payload
+from .conftest import CLEARED_AT, alert_item, device_key, health_item, health_payload, make_version_1_database
 
 pytestmark = pytest.mark.anyio
 
@@ -461,20 +461,20 @@ async def test_sqlite_report_lookups_and_reads_seek_and_never_scan(tmp_path):
             assert not scans(plan), f"{sql}\n{plan}"
 
 
-async def test_sqlite_upgrades_a_version_1_database_keeping_its_data(tmp_path, monkeypatch):
+async def test_sqlite_upgrades_a_version_1_database_keeping_its_data(tmp_path):
     path = tmp_path / "hub.sqlite3"
-    monkeypatch.setattr("hub.store.sqlite.SQLITE_MIGRATIONS", SQLITE_MIGRATIONS[:1])
-    async with SQLiteStore(path) as old:
-        assert await old.schema_version() == 1
-        await setup_devices(old, "D1")
-        await old.ingest(H1, [rating_item(rated("D1", 1)), service_item("s1")])
-    monkeypatch.undo()
+    with sqlite3.connect(path) as db:
+        make_version_1_database(db.executescript, db.execute, SQLITE_MIGRATIONS[0], "D1", H1, device_key("D1"),
+                                [rating_item(rated("D1", 1)), service_item("s1")])
     async with SQLiteStore(path) as new:
         assert await new.schema_version() == len(SQLITE_MIGRATIONS) >= 2
         assert [r.id for r in await new.list_ratings()] == ["D1:1"]
+        # the ledger's migration chained what was there: it verifies, and new records follow it
+        assert [(e.kind, e.ref) for e in await new.ledger_entries()] == [("rating", "D1:1"), ("service", "s1")]
         results = await new.ingest(H1, [health_item("D1"), alert_item(1, device="D1"),
-                                        service_item("s1")])
-        assert [r.status for r in results] == ["accepted", "accepted", "duplicate"]
+                                        service_item("s1"), rating_item(rated("D1", 2))])
+        assert [r.status for r in results] == ["accepted", "accepted", "duplicate", "accepted"]
+        assert (await new.verify_ledger()).ok
 
 
 async def test_sqlite_file_is_in_wal_mode_with_one_version_row(tmp_path):

@@ -16,7 +16,7 @@ from hub.store import PostgresStore
 from tests.fixtures.hub import rating_item, service_item
 from tests.fixtures.postgres import with_search_path
 
-from .conftest import alert_item, device_key, health_item
+from .conftest import alert_item, device_key, health_item, make_version_1_database
 
 pytestmark = pytest.mark.anyio
 
@@ -39,18 +39,19 @@ def versions(url: str) -> list[int]:
         return [v for (v,) in db.execute("SELECT version FROM schema_version ORDER BY version")]
 
 
-async def test_upgrades_a_version_1_schema_keeping_its_data(pg_url, monkeypatch):
-    monkeypatch.setattr("hub.store.postgres.POSTGRES_MIGRATIONS", POSTGRES_MIGRATIONS[:1])
-    async with PostgresStore(pg_url) as old:
-        assert await old.schema_version() == 1
-        await old.register_device("D1", H1, "1", device_key("D1"))
-        await old.ingest(H1, [rating_item(rated(1)), service_item("s1")])
-    monkeypatch.undo()
+async def test_upgrades_a_version_1_schema_keeping_its_data(pg_url):
+    with psycopg.connect(pg_url) as db:
+        make_version_1_database(db.execute, lambda sql, params: db.execute(sql.replace("?", "%s"), params),
+                                POSTGRES_MIGRATIONS[0], "D1", H1, device_key("D1"),
+                                [rating_item(rated(1)), service_item("s1")])
     async with PostgresStore(pg_url) as new:
         assert await new.schema_version() == SCHEMA_VERSION >= 2
         assert [r.id for r in await new.list_ratings()] == ["D1:1"]
-        results = await new.ingest(H1, [health_item("D1"), alert_item(1, device="D1"), service_item("s1")])
-        assert [r.status for r in results] == ["accepted", "accepted", "duplicate"]
+        assert [(e.kind, e.ref) for e in await new.ledger_entries()] == [("rating", "D1:1"), ("service", "s1")]
+        results = await new.ingest(H1, [health_item("D1"), alert_item(1, device="D1"), service_item("s1"),
+                                        rating_item(rated(2))])
+        assert [r.status for r in results] == ["accepted", "accepted", "duplicate", "accepted"]
+        assert (await new.verify_ledger()).ok
     assert versions(pg_url) == list(range(1, SCHEMA_VERSION + 1))
 
 

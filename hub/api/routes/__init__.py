@@ -3,7 +3,8 @@
 from fastapi import APIRouter, Depends
 
 from ..deps import strict_query
-from . import devices, gateways, halls, health, ingest, ratings
+from . import (defaults, device_overview, devices, export, gaps, gateways, halls, health, ingest, ledger,
+               ratings, regions, stats)
 
 api_router = APIRouter(dependencies=[Depends(strict_query)])
 api_router.include_router(health.router)
@@ -12,3 +13,10 @@ api_router.include_router(devices.router, prefix="/api/v1")
 api_router.include_router(ingest.router, prefix="/api/v1")
 api_router.include_router(ratings.router, prefix="/api/v1")
 api_router.include_router(halls.router, prefix="/api/v1")
+api_router.include_router(regions.router, prefix="/api/v1")
+api_router.include_router(device_overview.router, prefix="/api/v1")
+api_router.include_router(ledger.router, prefix="/api/v1")
+api_router.include_router(defaults.router, prefix="/api/v1")
+api_router.include_router(gaps.router, prefix="/api/v1")
+api_router.include_router(stats.router, prefix="/api/v1")
+api_router.include_router(export.router, prefix="/api/v1")
