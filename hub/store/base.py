@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from hcp.protocol import BAD_SCORES, LEVELS
 
 from ..default_rules import DefaultRule
-from ..ingest import ItemResult, ParsedItem, parse_item
-from ..defaults import LOOKBACK_DAYS, Candidate, DefaultRating, RunResult
+from ..defaults import DEFAULT_COLUMNS, LOOKBACK_DAYS, Candidate, DefaultRating, RunResult
 from ..defaults import decide as decide_defaults
+from ..ingest import ItemResult, ParsedItem, parse_item
 from ..ledger import MAX_BREAKS, Entry, Head, Verification, Verifier
 from ..stats import Rebuilt, StatsQuery, StatsRow
 from ..workdays import WorkCalendar
@@ -228,6 +229,12 @@ class HubStore(ABC):
     """Storage for gateways, devices and their keys, services, ratings, the gateways' device health
     snapshots and device alerts, rejections and the hub's own alerts."""
 
+    param: str  # the driver's placeholder in SQL text: "?" (sqlite3) or "%s" (psycopg)
+
+    @abstractmethod
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
+        """All rows of a read-only query, outside any write transaction."""
+
     async def __aenter__(self) -> HubStore:
         await self.open()
         return self
@@ -345,30 +352,41 @@ class HubStore(ABC):
 
     # ------------------------------------------------------------------------ the ledger
 
-    @abstractmethod
     async def ledger_head(self) -> Head:
         """The newest ledger entry's (seq, hash); (0, GENESIS) when the ledger is empty."""
+        (seq, head_hash), = await self._rows("SELECT seq, hash FROM ledger_head WHERE id = 1")
+        return Head(seq, head_hash)
 
-    @abstractmethod
     async def ledger_entries(self, after: int = 0, limit: int = 1000) -> list[Entry]:
         """Ledger entries with seq > `after`, in seq order, at most `limit`."""
+        p = self.param
+        rows = await self._rows(f"SELECT {tables.LEDGER_COLUMNS} FROM ledger WHERE seq > {p} "
+                                f"ORDER BY seq LIMIT {p}", (after, limit))
+        return [tables.ledger_entry(row) for row in rows]
 
     @abstractmethod
     async def _ledger_records(self, entries: Sequence[Entry]) -> dict[tuple[str, str, str], dict]:
         """The records `entries` name, as stored now: (kind, hall, ref) -> the dict their digest
         covers (store/tables.py). A record that is not there is absent from the map."""
 
-    @abstractmethod
     async def _unledgered(self, sample: int) -> dict[str, tuple[int, list[tuple[str, str]]]]:
         """Per kind: how many stored records have no ledger entry, and (hall, ref) of up to
         `sample` of them."""
+        found = {}
+        for kind, sql in tables.UNLEDGERED_SQL.items():
+            (count,), = await self._rows(sql.format(what="COUNT(*)", limit=""))
+            some = await self._rows(sql.format(what=tables.UNLEDGERED_REF[kind], limit=f" LIMIT {int(sample)}")) \
+                if count else []
+            found[kind] = (count, [(hall, str(ref)) for hall, ref in some])
+        return found
 
     # ------------------------------------------------------------------------ default ratings
 
-    @abstractmethod
     async def _default_candidates(self, since: str) -> list[Candidate]:
         """Finished services stored (ingested_at) since `since`, with no default and no bound
         rating, with their hall's region and rule (tables.DEFAULT_CANDIDATES_SQL)."""
+        return [Candidate(*row) for row in
+                await self._rows(tables.DEFAULT_CANDIDATES_SQL.format(p=self.param), (since,))]
 
     @abstractmethod
     async def _store_defaults(self, records: Sequence[DefaultRating],
@@ -377,20 +395,26 @@ class HubStore(ABC):
         rating, with its ledger entry; each alert unless one of its kind and key exists. -> how
         many defaults were stored."""
 
-    @abstractmethod
     async def list_defaults(self, *, hall: str | None = None, limit: int = 100) -> list[DefaultRating]:
         """Stored default ratings, newest applied_at first."""
+        p = self.param
+        where, params = (f"WHERE hall = {p} ", [hall]) if hall is not None else ("", [])
+        rows = await self._rows(f"SELECT {DEFAULT_COLUMNS} FROM default_ratings {where}"
+                                f"ORDER BY applied_at DESC, hall, service LIMIT {p}", [*params, limit])
+        return [DefaultRating(**tables.default_record(row)) for row in rows]
 
-    @abstractmethod
     async def export_ratings(self, hall: str, *, since: str, after_seq: int = 0,
                              limit: int = 5000) -> list[tuple[int, StoredRating]]:
         """A page of `hall`'s ratings stored (ingested_at, hub UTC) since `since`, in ingest order
         after `after_seq`: (seq, rating) pairs."""
+        rows = await self._rows(tables.EXPORT_RATINGS_SQL.format(p=self.param), (hall, since, after_seq, limit))
+        return [(row[0], tables.stored_rating(row[1:])) for row in rows]
 
-    @abstractmethod
     async def export_defaults(self, hall: str, *, due_from: str, due_to: str) -> list[tuple]:
         """`hall`'s default ratings whose period ended in [due_from, due_to) (ISO, +08:00): rows
         (hall, service, due_at, case_no, matter_code, unit, staff_id) of it and its service."""
+        return [tuple(row) for row in await self._rows(tables.EXPORT_DEFAULTS_SQL.format(p=self.param),
+                                                        (hall, due_from, due_to))]
 
     async def run_defaults(self, calendar: WorkCalendar, now: datetime | None = None,
                            lookback_days: int = LOOKBACK_DAYS) -> RunResult:
@@ -453,3 +477,7 @@ class HubStore(ABC):
     async def counts(self) -> dict[str, int]:
         """Row counts: gateways, devices, device_keys, services, ratings, device_health,
         device_alerts, rejections, alerts, rating_gaps, rating_gap_holes."""
+
+
+# last: tables.py builds rows and records from the dataclasses above (the shared SQL lives there)
+from . import tables  # noqa: E402

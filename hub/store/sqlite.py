@@ -20,7 +20,7 @@ import aiosqlite
 from hcp.protocol import Rating, key_id
 
 from .. import ledger
-from ..defaults import DEFAULT_COLUMNS, Candidate, DefaultRating
+from ..defaults import DEFAULT_COLUMNS, DefaultRating
 from ..default_rules import DefaultRule
 from ..ingest import (
     DeviceAlertRow,
@@ -86,6 +86,8 @@ def _marks(columns: str) -> str:
 
 class SQLiteStore(HubStore):
     """`HubStore` on one SQLite file (created with its folder if missing)."""
+
+    param = "?"
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -433,15 +435,6 @@ class SQLiteStore(HubStore):
 
     # ------------------------------------------------------------------------ the ledger
 
-    async def ledger_head(self) -> ledger.Head:
-        (seq, head_hash), = await self._rows("SELECT seq, hash FROM ledger_head WHERE id = 1")
-        return ledger.Head(seq, head_hash)
-
-    async def ledger_entries(self, after: int = 0, limit: int = 1000) -> list[ledger.Entry]:
-        rows = await self._rows(f"SELECT {tables.LEDGER_COLUMNS} FROM ledger WHERE seq > ? "
-                                "ORDER BY seq LIMIT ?", (after, limit))
-        return [tables.ledger_entry(row) for row in rows]
-
     async def _ledger_records(self, entries: Sequence[ledger.Entry]) -> dict[tuple[str, str, str], dict]:
         found: dict[tuple[str, str, str], dict] = {}
         rating_keys = {key for e in entries if e.kind == "rating"
@@ -470,20 +463,7 @@ class SQLiteStore(HubStore):
                         found[(kind, record["hall"], record.get("id", record.get("service")))] = record
         return found
 
-    async def _unledgered(self, sample: int) -> dict[str, tuple[int, list[tuple[str, str]]]]:
-        found = {}
-        for kind, sql in tables.UNLEDGERED_SQL.items():
-            (count,), = await self._rows(sql.format(what="COUNT(*)", limit=""))
-            some = await self._rows(sql.format(what=tables.UNLEDGERED_REF[kind], limit=f" LIMIT {int(sample)}")) \
-                if count else []
-            found[kind] = (count, [(hall, str(ref)) for hall, ref in some])
-        return found
-
     # ------------------------------------------------------------------------ default ratings
-
-    async def _default_candidates(self, since: str) -> list[Candidate]:
-        rows = await self._rows(tables.DEFAULT_CANDIDATES_SQL.format(p="?"), (since,))
-        return [Candidate(*row) for row in rows]
 
     async def _store_defaults(self, records: Sequence[DefaultRating],
                               alerts: Sequence[tuple[str, str | None, str, str]]) -> int:
@@ -505,21 +485,6 @@ class SQLiteStore(HubStore):
                                                for r in fresh], now)
             return len(fresh)
         return await self._write(work)
-
-    async def export_ratings(self, hall: str, *, since: str, after_seq: int = 0,
-                             limit: int = 5000) -> list[tuple[int, StoredRating]]:
-        rows = await self._rows(tables.EXPORT_RATINGS_SQL.format(p="?"), (hall, since, after_seq, limit))
-        return [(row[0], tables.stored_rating(row[1:])) for row in rows]
-
-    async def export_defaults(self, hall: str, *, due_from: str, due_to: str) -> list[tuple]:
-        return [tuple(row) for row in await self._rows(tables.EXPORT_DEFAULTS_SQL.format(p="?"),
-                                                        (hall, due_from, due_to))]
-
-    async def list_defaults(self, *, hall: str | None = None, limit: int = 100) -> list[DefaultRating]:
-        where, params = ("WHERE hall = ? ", [hall]) if hall is not None else ("", [])
-        rows = await self._rows(f"SELECT {DEFAULT_COLUMNS} FROM default_ratings {where}"
-                                "ORDER BY applied_at DESC, hall, service LIMIT ?", [*params, limit])
-        return [DefaultRating(**tables.default_record(row)) for row in rows]
 
     # ------------------------------------------------------------------------ counter gaps
 
