@@ -62,7 +62,9 @@ def _shanghai(text: str) -> str:
     return datetime.fromisoformat(text).astimezone(SHANGHAI).date().isoformat()
 
 
-@given(moment=st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31)),
+# from 1992: Asia/Shanghai in the tz database had summer time 1986-1991 (and other offsets in the
+# 1940s); the hub's China day is UTC+8 throughout, which is what the region's rules mean today
+@given(moment=st.datetimes(min_value=datetime(1992, 1, 2), max_value=datetime(9998, 12, 31)),
        minutes=st.integers(-14 * 60, 14 * 60), seconds=st.sampled_from([0, 0, 30]),
        sep=st.sampled_from(["T", " "]), spec=st.sampled_from(["auto", "minutes", "seconds", "milliseconds"]))
 def test_china_day_is_the_date_in_shanghai(moment, minutes, seconds, sep, spec):
