@@ -24,6 +24,7 @@ import re
 import sqlite3
 import sys
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -109,53 +110,62 @@ class CpuMeter:
 # ---------------------------------------------------------------------------- databases
 
 
-class Database:
+class Database(ABC):
     """One backend's database for a run: `hub(workdir)` makes the hub process on it; `raw` is a
     connection of the bare driver; the clone/read/insert methods work on the hub's tables."""
 
     backend = ""
     method = ""  # how `insert` writes, for the figures
 
+    @abstractmethod
     def hub(self, workdir: Path) -> HubProcess:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def columns(self, table: str) -> list[str]:
         """The table's columns in order, without generated keys (the database makes those)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def clone(self, table: str, name: str) -> None:
         """A new empty table `name` with `table`'s DDL: columns, constraints, indexes, triggers/FKs."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def rows_after(self, table: str, key: str, after: int) -> list[tuple]:
         """`columns(table)` of the rows whose `key` > after, in `key` order."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def rows_where_in(self, table: str, column: str, values: Sequence[Any]) -> list[tuple]:
         """`columns(table)` of the rows whose `column` is one of `values` (any order)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def scalar(self, query: str, params: Sequence[Any] = ()) -> Any:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def transaction(self, writes: Sequence[tuple[str, list[tuple]]]) -> None:
         """One transaction inserting each (table, rows) with executemany, in order."""
-        raise NotImplementedError
+        ...
 
     def copy(self, table: str, rows: list[tuple]) -> None:
         """One transaction appending `rows` with COPY (PostgreSQL only)."""
-        raise NotImplementedError
+        raise TypeError(f"{self.backend} has no COPY")
 
     def cpu_groups(self) -> dict[str, Any]:
         """Process groups of the database server for a CpuMeter (none for SQLite: it runs inside
         the hub and the bench processes)."""
         return {}
 
+    @abstractmethod
     def info(self) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        ...
 
 
 class SqliteDatabase(Database):

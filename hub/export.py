@@ -36,6 +36,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -234,7 +235,7 @@ FORMATS = {fmt.name: fmt for fmt in (GBT39046, PROVINCIAL)}
 # ---------------------------------------------------------------------------- writers
 
 
-class Encoder:
+class Encoder(ABC):
     """An export as text pieces: `start()`, then `rows(records)` for each page of records (as they
     come: an HTTP response streams them), then `end()`. `count` is the rows encoded so far."""
 
@@ -242,14 +243,17 @@ class Encoder:
         self.fmt = fmt
         self.count = 0
 
+    @abstractmethod
     def start(self) -> str:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def rows(self, records: Iterable[ExportRecord]) -> str:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def end(self) -> str:
-        raise NotImplementedError
+        ...
 
 
 class CsvEncoder(Encoder):
