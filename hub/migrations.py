@@ -537,6 +537,21 @@ CREATE INDEX devices_bytes ON devices (hall COLLATE "C", device COLLATE "C");
 """
 
 
+# Statistics, second form: the coarse rollups (all but stats_fine) also hold a row per month, the
+# sum of its days, so a month of a region grouped by staff reads 4,000 rows instead of 124,000.
+# Their key column holds a day (YYYY-MM-DD) or a month (YYYY-MM): `period` (stats_fine's too, for
+# one name). The rollups are rebuilt from the raw records at the next start (no month rows yet).
+_STATS_MONTHS = """
+ALTER TABLE stats_fine RENAME COLUMN day TO period;
+ALTER TABLE stats_hall RENAME COLUMN day TO period;
+ALTER TABLE stats_window RENAME COLUMN day TO period;
+ALTER TABLE stats_staff RENAME COLUMN day TO period;
+ALTER TABLE stats_matter RENAME COLUMN day TO period;
+ALTER TABLE stats_unit RENAME COLUMN day TO period;
+INSERT INTO stats_rebuild (id) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM stats_rebuild);
+"""
+
+
 # ---------------------------------------------------------------------------- the list
 
 
@@ -562,6 +577,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _SQLITE_STATS, _PG_STATS),
     Migration("the devices overview: open alerts by kind; devices in byte order (PostgreSQL)",
               _SQLITE_OVERVIEW, _PG_OVERVIEW),
+    Migration("statistics: month rows in the coarse rollups, key column `period`; rebuilt at the "
+              "next start", _STATS_MONTHS, _STATS_MONTHS),
 )
 SCHEMA_VERSION = len(MIGRATIONS)  # the newest version this code knows
 

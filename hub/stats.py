@@ -2,9 +2,11 @@
 counters that keep `GET /api/v1/stats` fast.
 
 Pure: no I/O. The stores keep rollup tables of the counters in COUNTERS per (hall, day, window,
-staff, matter, unit), and coarser copies (ROLLUPS), updated in the same transaction as the records
-they count; `ingest_deltas`, `default_deltas` and `Tally` (the rebuild from the raw records) all
-count the same way, so the rollups always equal a recount of the raw tables.
+staff, matter, unit), and coarser ones per (hall, period, one dimension) whose period is a day
+(YYYY-MM-DD) or a month (YYYY-MM: the sum of its days, so a month of a region is a few thousand
+rows), all updated in the transaction that stores what they count (ROLLUPS). `ingest_deltas`,
+`default_deltas` and `Tally` (the rebuild from the raw records) count the same way, so the rollups
+always equal a recount of the raw tables.
 
 - A day is a date in China (UTC+8, Asia/Shanghai: no daylight saving since 1991).
 - services / no_shows: services with outcome `finished` / `no_show`, on the day and with the
@@ -23,9 +25,9 @@ count the same way, so the rollups always equal a recount of the raw tables.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from calendar import monthrange
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import date, datetime, timedelta, timezone
 
 from hcp.protocol import BAD_SCORES
@@ -34,6 +36,7 @@ from .ingest import IngestPlan, ServiceItem
 
 CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
 MAX_RANGE_DAYS = 366  # one request covers at most a (leap) year of days
+MAX_ROWS = 50_000  # rows in one answer (~17 MB of JSON): more is refused, not built in memory
 NONE = ""  # a missing staff, matter or unit in a rollup key (keys cannot hold NULL; ingest never stores "")
 PERIODS = ("day", "month")
 GROUPS = ("region", "hall", "window", "staff", "matter", "unit")
@@ -47,23 +50,29 @@ _BAD_AT = tuple(sorted(s - 1 for s in BAD_SCORES))  # their places in Figures.sc
 FineKey = tuple[str, str, str, str, str, str]  # hall, day, window, staff, matter, unit
 
 
+class TooManyRows(ValueError):
+    """An answer would have more than MAX_ROWS rows."""
+
+
 @dataclass(frozen=True)
 class Rollup:
-    """A rollup table: the counters per (hall, day, *dims)."""
+    """A rollup table: the counters per (hall, period, *dims); period a day, and with `months`
+    also a month."""
 
     table: str
-    dims: tuple[str, ...]  # key columns after hall and day, in FINE_DIMS' names
+    dims: tuple[str, ...]  # key columns after hall and period, in FINE_DIMS' names
+    months: bool = True
 
     def project(self, key: FineKey) -> tuple[str, ...]:
         return key[:2] + tuple(key[2 + FINE_DIMS.index(d)] for d in self.dims)
 
     @property
     def key_columns(self) -> tuple[str, ...]:
-        return ("hall", "day", *self.dims)
+        return ("hall", "period", *self.dims)
 
 
 FINE_DIMS = ("window_id", "staff_id", "matter_code", "unit")
-FINE = Rollup("stats_fine", FINE_DIMS)
+FINE = Rollup("stats_fine", FINE_DIMS, months=False)
 ROLLUPS = (FINE, Rollup("stats_hall", ()), Rollup("stats_window", ("window_id",)),
            Rollup("stats_staff", ("staff_id",)), Rollup("stats_matter", ("matter_code",)),
            Rollup("stats_unit", ("unit",)))
@@ -129,20 +138,20 @@ class Deltas:
         return bool(self.counts)
 
     def rows(self, rollup: Rollup) -> list[tuple]:
-        """(*key, *counters) per key of `rollup`, sorted by key (PostgreSQL takes row locks in
-        this order, so two transactions never wait on each other in a circle)."""
+        """(*key, *counters) per key of `rollup` (its month rows too), sorted by key (PostgreSQL
+        takes row locks in this order, so two transactions never wait on each other in a circle)."""
         if rollup is FINE:
             summed = self.counts
         else:
             summed = {}
             for key, counts in self.counts.items():
                 projected = rollup.project(key)
-                total = summed.get(projected)
-                if total is None:
-                    summed[projected] = list(counts)
-                else:
-                    for i, n in enumerate(counts):
-                        total[i] += n
+                targets = [projected]
+                if rollup.months:
+                    targets.append((projected[0], projected[1][:7], *projected[2:]))
+                for target in targets:
+                    total = summed.get(target)
+                    summed[target] = list(counts) if total is None else [a + b for a, b in zip(total, counts)]
         return [(*key, *counts) for key, counts in sorted(summed.items()) if any(counts)]
 
 
@@ -283,11 +292,17 @@ class Figures:
     defaulted: int = 0
     scores: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)  # score 1 .. score 5
     unbound: int = 0
+    ratings: int = field(init=False, repr=False, compare=False)
+    bad: int = field(init=False, repr=False, compare=False)  # 差评: scores 1 and 2
+
+    def __post_init__(self) -> None:  # read many times per row of an answer: computed once
+        object.__setattr__(self, "ratings", sum(self.scores))
+        object.__setattr__(self, "bad", sum(self.scores[i] for i in _BAD_AT))
 
     @classmethod
     def of(cls, counters: Iterable[int]) -> Figures:
         """From counters in COUNTERS order."""
-        c = [int(n) for n in counters]
+        c = counters if isinstance(counters, Sequence) else list(counters)
         return cls(c[0], c[1], c[2], c[3], c[4], (c[5], c[6], c[7], c[8], c[9]), c[10])  # type: ignore[arg-type]
 
     def __add__(self, other: Figures) -> Figures:
@@ -306,15 +321,6 @@ class Figures:
                                    *f.scores, f.unbound)):
                 sums[i] += n
         return cls.of(sums)
-
-    @cached_property
-    def ratings(self) -> int:
-        return sum(self.scores)
-
-    @cached_property
-    def bad(self) -> int:
-        """差评: scores 1 and 2."""
-        return sum(self.scores[i] for i in _BAD_AT)
 
     @property
     def good(self) -> int:
@@ -371,6 +377,23 @@ class StatsQuery:
         if days > MAX_RANGE_DAYS:
             raise ValueError(f"{days} days asked; at most {MAX_RANGE_DAYS} per request")
 
+    def spans(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """What to read: (whole months, as YYYY-MM; day ranges, as (first, last) YYYY-MM-DD).
+        Per day: the whole range in days. Per month: each month the range covers whole is one
+        month row per key; the days of a month it covers in part are read as days."""
+        if self.period == "day":
+            return [], [(self.start.isoformat(), self.end.isoformat())]
+        months, days = [], []
+        year, month = self.start.year, self.start.month
+        while (year, month) <= (self.end.year, self.end.month):
+            first, last = date(year, month, 1), date(year, month, monthrange(year, month)[1])
+            if self.start <= first and last <= self.end:
+                months.append(first.isoformat()[:7])
+            else:
+                days.append((max(first, self.start).isoformat(), min(last, self.end).isoformat()))
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        return months, days
+
 
 @dataclass(frozen=True)
 class Rebuilt:
@@ -382,6 +405,13 @@ class Rebuilt:
     seconds: float
 
 
+def row_order(period: str, key: Iterable[str | None]) -> list:
+    """Rows go by period, then key (a missing value last); text in code point order on every backend."""
+    order: list = [period]
+    for value in key:
+        order += (value is None, value or "")
+    return order
+
+
 def sort_rows(rows: Iterable[StatsRow]) -> list[StatsRow]:
-    """By period, then key (a missing value last); text in code point order on every backend."""
-    return sorted(rows, key=lambda r: (r.period, [(v is None, v or "") for v in r.key.values()]))
+    return sorted(rows, key=lambda r: row_order(r.period, r.key.values()))

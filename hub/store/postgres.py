@@ -436,8 +436,9 @@ class PostgresStore(HubStore):
     async def _append_ledger(self, conn: AsyncConnection, pending: list[ledger.Pending], now: str) -> None:
         """Chain `pending` after the ledger's head. The head row is locked until the batch commits:
         batches of different halls, which otherwise run side by side, take their ledger seqs one
-        after the other, so the chain has no gaps and no forks. Taken last, after the device locks,
-        so no two batches wait on each other in a circle."""
+        after the other, so the chain has no gaps and no forks. Already locked by the time this runs
+        (postgres_rollups.lock_writers, after the device locks and before any insert), so no two
+        batches wait on each other in a circle; locking it again is a no-op."""
         if not pending:
             return
         seq, head_hash = (await (await conn.execute(

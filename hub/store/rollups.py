@@ -20,7 +20,7 @@ from ..stats import Deltas, Rollup, ServiceFacts, StatsQuery, StatsRow
 COUNTER_COLUMNS = ", ".join(stats.COUNTERS)
 ROLLUP_TABLES = tuple(r.table for r in stats.ROLLUPS)
 REBUILD_FLAG = "stats_rebuild"  # a row here: the rollups must be rebuilt at the next start
-ROLLUP_BATCH = 5000  # rows per executemany / fetch in a rebuild
+ROLLUP_BATCH = 5000  # raw rows per fetch in a rebuild
 
 # What counting needs of a stored service (stats.ServiceFacts, in its field order).
 SERVICE_FACTS_COLUMNS = "id, window_id, staff_id, matter_code, unit, finished_at, outcome"
@@ -52,6 +52,18 @@ def insert_sql(rollup: Rollup, mark: str) -> str:
     return f"INSERT INTO {rollup.table} ({insert_columns(rollup)}) VALUES ({marks})"
 
 
+def coarse_sql(rollup: Rollup) -> list[str]:
+    """The rebuild's statements filling a coarse rollup from stats_fine (already rebuilt in the
+    same transaction): its day rows, then its month rows, the same sums as Deltas.rows makes."""
+    sums = ", ".join(f"SUM({c})" for c in stats.COUNTERS)
+    statements = []
+    for period in ("period", "substr(period, 1, 7)") if rollup.months else ("period",):
+        keys = ", ".join(["hall", period, *rollup.dims])
+        statements.append(f"INSERT INTO {rollup.table} ({insert_columns(rollup)}) "
+                          f"SELECT {keys}, {sums} FROM {stats.FINE.table} GROUP BY {keys}")
+    return statements
+
+
 def insert_columns(rollup: Rollup) -> str:
     return f"{', '.join(rollup.key_columns)}, {COUNTER_COLUMNS}"
 
@@ -77,31 +89,47 @@ def facts(row: Sequence[Any]) -> ServiceFacts:
 
 def query_sql(query: StatsQuery, mark: str) -> tuple[str, list[Any]]:
     """The SQL of `query`: one row per (period, group key) with the counters summed in COUNTERS
-    order. Reads the coarsest rollup that holds the group; a region filter is a list of halls, so
-    each hall's rows are one range seek in the table's (hall, day, ...) key."""
+    order, at most MAX_ROWS + 1 of them. Reads the coarsest rollup that holds the group: its month
+    rows for the months the range covers whole, its day rows for the rest. A region is a list of
+    halls, so each branch is one range seek per hall in the table's (hall, period, ...) key."""
     rollup, key = stats.GROUP_SOURCES[query.group]
-    period = "s.day" if query.period == "day" else "substr(s.day, 1, 7)"
-    selected = [period, *(column for _, column in key)]
-    where, params = [f"s.day >= {mark}", f"s.day <= {mark}"], [query.start.isoformat(), query.end.isoformat()]
+    months, days = query.spans()
+    period = "s.period" if query.period == "day" else "substr(s.period, 1, 7)"
+    columns = ", ".join([f"{period} AS p", *(f"{column} AS k{i}" for i, (_, column) in enumerate(key)),
+                         *(f"s.{c}" for c in stats.COUNTERS)])
+    join = "LEFT JOIN halls h ON h.hall = s.hall " if query.group == "region" else ""
+    where, where_params = [], []
     if query.hall is not None:
         where.append(f"s.hall = {mark}")
-        params.append(query.hall)
+        where_params.append(query.hall)
     if query.region is not None:
         where.append(f"s.hall IN (SELECT hall FROM halls WHERE region = {mark})")
-        params.append(query.region)
-    join = "LEFT JOIN halls h ON h.hall = s.hall " if query.group == "region" else ""
-    sums = ", ".join(f"CAST(SUM(s.{c}) AS BIGINT)" for c in stats.COUNTERS)
-    sql = (f"SELECT {', '.join(selected)}, {sums} FROM {rollup.table} s {join}"
-           f"WHERE {' AND '.join(where)} GROUP BY {', '.join(selected)}")
+        where_params.append(query.region)
+    branches, params = [], []
+    if months:
+        condition = f"s.period IN ({', '.join([mark] * len(months))})"
+        branches.append(f"SELECT {columns} FROM {rollup.table} s {join}WHERE {' AND '.join([condition, *where])}")
+        params += [*months, *where_params]
+    for first, last in days:
+        condition = f"s.period >= {mark} AND s.period <= {mark} AND length(s.period) = 10"
+        branches.append(f"SELECT {columns} FROM {rollup.table} s {join}WHERE {' AND '.join([condition, *where])}")
+        params += [first, last, *where_params]
+    group = ", ".join(["p", *(f"k{i}" for i in range(len(key)))])
+    sums = ", ".join(f"CAST(SUM({c}) AS BIGINT)" for c in stats.COUNTERS)
+    sql = (f"SELECT {group}, {sums} FROM ({' UNION ALL '.join(branches)}) AS x "
+           f"GROUP BY {group} LIMIT {stats.MAX_ROWS + 1}")
     return sql, params
 
 
 def result_rows(query: StatsQuery, rows: Iterable[Sequence[Any]]) -> list[StatsRow]:
-    """The query's rows as StatsRows, sorted; the rollups' "" (no staff, matter or unit) as None."""
+    """The query's rows as StatsRows, sorted; the rollups' "" (no staff, matter or unit) as None.
+    Raises TooManyRows past MAX_ROWS."""
+    rows = list(rows)
+    if len(rows) > stats.MAX_ROWS:
+        raise stats.TooManyRows(f"more than {stats.MAX_ROWS:,} rows: ask for fewer days, per month, "
+                                "a coarser group, or one region or hall")
     names = [name for name, _ in stats.GROUP_SOURCES[query.group][1]]
-    found = []
-    for row in rows:
-        values = row[1:1 + len(names)]
-        key = {name: (None if value == stats.NONE else value) for name, value in zip(names, values, strict=True)}
-        found.append(StatsRow(row[0], key, stats.Figures.of(row[1 + len(names):])))
-    return stats.sort_rows(found)
+    width, none, of = 1 + len(names), stats.NONE, stats.Figures.of
+    keyed = [(row[0], [None if value == none else value for value in row[1:width]], row) for row in rows]
+    keyed.sort(key=lambda k: stats.row_order(k[0], k[1]))  # the raw tuples, before any object is made
+    return [StatsRow(period, dict(zip(names, values)), of(row[width:])) for period, values, row in keyed]

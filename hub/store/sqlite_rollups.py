@@ -90,11 +90,13 @@ async def rebuild(db: aiosqlite.Connection) -> stats.Rebuilt:
                 feed(rows)
                 count += len(rows)
         read.append(count)
-    written = {}
     for rollup in stats.ROLLUPS:
         await db.execute(f"DELETE FROM {rollup.table}")
-        rows = tally.rows(rollup)
-        await db.executemany(rollups.insert_sql(rollup, "?"), rows)
-        written[rollup.table] = len(rows)
+    await db.executemany(rollups.insert_sql(stats.FINE, "?"), tally.rows(stats.FINE))
+    written = {}
+    for rollup in stats.ROLLUPS:
+        for statement in rollups.coarse_sql(rollup) if rollup is not stats.FINE else ():
+            await db.execute(statement)
+        (written[rollup.table],), = await db.execute_fetchall(f"SELECT COUNT(*) FROM {rollup.table}")
     await db.execute(f"DELETE FROM {rollups.REBUILD_FLAG}")
     return stats.Rebuilt(read[0], read[1], written, time.monotonic() - started)

@@ -36,7 +36,7 @@ from .conftest import device_key
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 GATEWAY_KEY = b"\x17" * 32
 GROUPS = [None, *stats.GROUPS]
-MAX_EXAMPLES = 25  # each example posts a few batches and checks 71 answers: about 0.3 s each
+MAX_EXAMPLES = 25  # each example posts a few batches and checks 73 answers: about 0.3 s each
 
 # Times as gateways may write them: day and month boundaries in China, other offsets, the space
 # separator, the basic format (the slow path of china_day), all long before the tests run, so the
@@ -101,6 +101,34 @@ def test_query_limits():
         StatsQuery(date(2025, 3, 1), date(2025, 3, 1), group="floor")
 
 
+def test_a_month_is_read_whole_where_the_range_covers_it():
+    def spans(a: date, b: date, period: str = "month"):
+        return StatsQuery(a, b, period).spans()
+
+    assert spans(date(2026, 10, 1), date(2026, 10, 31)) == (["2026-10"], [])
+    assert spans(date(2026, 9, 15), date(2026, 11, 3)) == (
+        ["2026-10"], [("2026-09-15", "2026-09-30"), ("2026-11-01", "2026-11-03")])
+    assert spans(date(2024, 2, 1), date(2024, 2, 29)) == (["2024-02"], [])  # leap February
+    assert spans(date(2024, 2, 1), date(2024, 2, 28)) == ([], [("2024-02-01", "2024-02-28")])
+    assert spans(date(9999, 12, 1), date(9999, 12, 31)) == (["9999-12"], [])
+    assert spans(date(2026, 9, 15), date(2026, 11, 3), "day") == ([], [("2026-09-15", "2026-11-03")])
+
+
+@given(start=st.dates(date(1, 1, 1), date(9998, 12, 31)), days=st.integers(0, 365))
+def test_the_spans_cover_each_day_once(start, days):
+    end = start + timedelta(days=days)
+    months, ranges = StatsQuery(start, end, "month").spans()
+    covered = [d for first, last in ranges for d in _days(date.fromisoformat(first), date.fromisoformat(last))]
+    for month in months:
+        first = date.fromisoformat(month + "-01")
+        covered += [d for d in _days(first, first + timedelta(days=30)) if d.isoformat()[:7] == month]
+    assert sorted(covered) == list(_days(start, end))
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
 def test_default_rows_count_each_service_once():
     """stats_rows_for_defaults, as the default job uses it: a default makes a service rated
     "with defaults" unless a bound rating did already; a no-show is never defaulted."""
@@ -109,10 +137,11 @@ def test_default_rows_count_each_service_once():
     absent = ServiceFacts("s3", "7", None, "M1", None, "2025-03-01T12:00:00+08:00", "no_show")
     tables = dict(rollups.stats_rows_for_defaults([("H1", done, False), ("H1", rated, True),
                                                    ("H1", absent, False)]))
-    (row,) = tables[stats.ROLLUPS[1]]  # stats_hall
-    counters = dict(zip(stats.COUNTERS, row[2:], strict=True))
-    assert row[:2] == ("H1", "2025-03-01")
+    month, day = tables[stats.ROLLUPS[1]]  # stats_hall: the month's row, then the day's
+    assert (month[:2], day[:2], month[2:]) == (("H1", "2025-03"), ("H1", "2025-03-01"), day[2:])
+    counters = dict(zip(stats.COUNTERS, day[2:], strict=True))
     assert (counters["defaulted"], counters["rated_or_default"], counters["services"]) == (2, 1, 0)
+    assert [row[1] for row in tables[stats.FINE]] == ["2025-03-01"]  # the fine table: days only
 
 
 # ---------------------------------------------------------------------------- the recount
@@ -226,8 +255,10 @@ def check_every_figure(hub, halls: list[str], regions: list[str]) -> int:
         query = StatsQuery(start, end, period, group, region, hall)
         assert answered(hub, query) == recount(raw, query), query
         compared += 1
-    narrow = StatsQuery(date(2025, 3, 1), date(2025, 3, 1), "day", "window")
-    assert answered(hub, narrow) == recount(raw, narrow)
+    for narrow in (StatsQuery(date(2025, 3, 1), date(2025, 3, 1), "day", "window"),
+                   StatsQuery(date(2025, 2, 28), date(2025, 3, 31), "month", "staff"),  # a day, a month
+                   StatsQuery(date(2025, 3, 2), date(2025, 4, 1), "month", "hall", regions[0])):  # days only
+        assert answered(hub, narrow) == recount(raw, narrow), narrow
     return compared
 
 
@@ -435,7 +466,7 @@ async def test_a_rating_and_its_service_in_concurrent_batches_count_once(store: 
     assert (row.figures.services, row.figures.rated, row.figures.rated_or_default) == (40, 40, 40)
     assert row.figures.scores[3] == 40
     rebuilt = await store.rebuild_stats()
-    assert rebuilt.rows["stats_hall"] == 1
+    assert rebuilt.rows["stats_hall"] == 2  # the day and its month
     assert await store.stats(StatsQuery(date(2025, 3, 1), date(2025, 3, 1))) == [row]
 
 
@@ -487,6 +518,19 @@ def test_bad_parameters_are_422_saying_why(hub_app, params, where):
     response = hub_app.http.get("/api/v1/stats", params=params, headers=hub_app.admin_headers)
     assert response.status_code == 422, response.text
     assert where in response.text, response.text
+
+
+def test_an_answer_too_large_is_refused(hub_app, monkeypatch):
+    token = hub_app.register_gateway("H1", GATEWAY_KEY)
+    services = [{"kind": "service", "id": f"s{i}", "ticket": "A1", "window": str(i), "outcome": "finished",
+                 "finished_at": "2025-03-01T10:00:00+08:00"} for i in range(1, 5)]
+    assert hub_app.ingest(token, "H1", services).status_code == 200
+    params = {"from": "2025-03-01", "to": "2025-03-31", "period": "month", "group": "window"}
+    monkeypatch.setattr(stats, "MAX_ROWS", 4)
+    assert len(hub_app.http.get("/api/v1/stats", params=params, headers=hub_app.admin_headers).json()["rows"]) == 4
+    monkeypatch.setattr(stats, "MAX_ROWS", 3)
+    refused = hub_app.http.get("/api/v1/stats", params=params, headers=hub_app.admin_headers)
+    assert refused.status_code == 422 and "more than 3 rows" in refused.text, refused.text
 
 
 def test_answer_without_data_and_without_token(hub_app):

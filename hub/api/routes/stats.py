@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator
 from pydantic_core import to_json
 
-from ...stats import MAX_RANGE_DAYS, StatsQuery
+from ...stats import MAX_RANGE_DAYS, StatsQuery, TooManyRows
 from ..deps import ADMIN_ERRORS, StoreDep, require_admin
 from ..models import HALL_PATTERN, REGION_PATTERN, StatsOut, StatsRebuiltOut, stats_body
 
@@ -48,13 +48,19 @@ async def get_stats(
     defaults), evaluation rate and satisfaction, per day or month, for every hall or those of a
     region or one hall, grouped by region, hall, window, staff, matter or unit. Days are dates in
     China; docs/hub.md, "Statistics", says what each figure counts. 422 for a range that ends
-    before it starts or spans more than 366 days."""
+    before it starts or spans more than 366 days, and for an answer of more than 50,000
+    rows (a year per day by staff, say)."""
     try:
         query = StatsQuery(start, end, period, group, region, hall)
     except ValueError as exc:
         raise RequestValidationError([{"type": "value_error", "loc": ["query", "to"], "input": str(end),
                                        "msg": str(exc)}]) from None
-    body = stats_body(query, await store.stats(query))  # StatsOut, serialized without a model per row
+    try:
+        rows = await store.stats(query)
+    except TooManyRows as exc:
+        raise RequestValidationError([{"type": "too_many_rows", "loc": ["query"], "input": None,
+                                       "msg": str(exc)}]) from None
+    body = stats_body(query, rows)  # StatsOut, serialized without a model per row
     return Response(to_json(body), media_type="application/json")
 
 
@@ -62,5 +68,5 @@ async def get_stats(
 async def rebuild_stats(store: StoreDep) -> StatsRebuiltOut:
     """Recount the statistics from the raw ratings, services and system defaults, replacing the
     rollups (after restoring a backup, say). One transaction: ingest of ratings and services waits
-    until it commits (about a minute per 10 million ratings); reads go on meanwhile."""
+    until it commits (2–3 minutes per 10 million ratings); reads go on meanwhile."""
     return StatsRebuiltOut.of(await store.rebuild_stats())
