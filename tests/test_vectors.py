@@ -33,6 +33,8 @@ def test_firmware_encoder_matches_every_vector(rating_vectors, firmware_encoding
         assert got["kid"] == v["kid"], v["name"]
         assert got["canonical_hex"] == v["canonical_hex"], v["name"]
         assert json.loads(got["payload"]) == v["payload"], v["name"]
+        # the firmware writes this JSON by hand (one join, no json.dumps): the exact compact text
+        assert got["payload"] == json.dumps(v["payload"], separators=(",", ":")), v["name"]
 
 
 def test_firmware_payload_is_compact_json_within_limit(firmware_encodings):

@@ -126,12 +126,9 @@ def decode_cmd(raw):
 
 def command(dev, raw):
     """A `cmd` message from the gateway (docs/protocol.md): run it.
-    -> (reply payload, changed config keys) for the device to publish, or None for a bad message."""
-    try:
-        cid, op, args = decode_cmd(raw)
-    except wire.WireError as exc:
-        dev.bad_message("cmd", exc.args[0])
-        return None
+    -> (reply payload, changed config keys) for the device to publish. A bad message raises
+    wire.WireError, which the device counts and reports like any other."""
+    cid, op, args = decode_cmd(raw)
     ok, res, changed = True, {}, []
     try:
         if op == "info":

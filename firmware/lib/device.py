@@ -19,6 +19,7 @@ import gc
 import random
 import time
 
+import aio
 import ui as _ui
 import wire
 from buttons import Buttons
@@ -27,16 +28,12 @@ from micropython import const
 from mqtt import MQTTClient
 from outbox import Outbox
 
-# asyncio imports these submodules on first use; importing them now, while the heap is still empty,
-# keeps their code together instead of in holes left between the device's own objects
-_PRELOAD = (asyncio.Event, asyncio.Lock, asyncio.open_connection, asyncio.wait_for_ms)
-
 FIRMWARE = "0.1.0"
-BACKOFF_MIN_MS = const(500)  # first reconnect delay; doubles up to BACKOFF_MAX_MS
-BACKOFF_MAX_MS = const(30000)  # a hall broker restart takes seconds; do not wait minutes
-RESEND_MS = const(15000)  # a rating published but not acked this long is published again
-NETWORK_TIMEOUT_MS = const(20000)
-WDT_MS = const(8000)  # watchdog timeout: the main loop feeds it every 100 ms
+_BACKOFF_MIN_MS = const(500)  # first reconnect delay; doubles up to _BACKOFF_MAX_MS
+_BACKOFF_MAX_MS = const(30000)  # a hall broker restart takes seconds; do not wait minutes
+_RESEND_MS = const(15000)  # a rating published but not acked this long is published again
+_NETWORK_TIMEOUT_MS = const(20000)
+_WDT_MS = const(8000)  # watchdog timeout: the main loop feeds it every 100 ms
 RATING_BUTTONS = ("1", "2", "3", "4", "5")
 COUNTERS = ("press", "rate", "resend", "reconn", "err", "stuck", "badmsg", "badcon")
 
@@ -65,7 +62,7 @@ class Device:
         self.mqtt = None
         self.wall_offset = None  # set by the `time` command: wall ms = mono ms + offset
         self._inflight = {}  # rating n -> mono ms when last published on this connection
-        self._wake = asyncio.Event()
+        self._wake = aio.Signal()
         self.ui_until = 0  # a transient state (thanks, already, ...) shows until this time; 0: none
         self._rated_until = 0  # a press before this time, with no new session, is "already rated"
         self._qr = None
@@ -78,7 +75,7 @@ class Device:
 
     def start(self):
         run_cold("admin", "start", self)
-        self.buttons = Buttons(self.board.buttons, self._on_button, self._on_stuck,
+        self.buttons = Buttons(self.board.buttons, self.board.pressed, self._on_button, self._on_stuck,
                                self.config["stuck_ms"], self.board.ticks_ms)
         self.show_idle()
         self.board.event("boot", {"boot": self.boot, "n": self.outbox.last_n,
@@ -230,14 +227,10 @@ class Device:
                 reply = run_cold("admin", "command", self, payload)
                 if reply is not None:
                     asyncio.create_task(self._reply(*reply))
-        except wire.WireError as exc:
-            self.bad_message(suffix, exc.args[0])
-
-    def bad_message(self, topic, reason):
-        """A gateway message that breaks the contract: ignored, counted, reported."""
-        self.counts["badmsg"] += 1
-        self.last_error = "bad %s: %s" % (topic, reason)
-        self.board.event("badmsg", {"topic": topic, "reason": reason})
+        except wire.WireError as exc:  # breaks the contract: ignored, counted, reported
+            self.counts["badmsg"] += 1
+            self.last_error = "bad %s: %s" % (suffix, exc.args[0])
+            self.board.event("badmsg", {"topic": suffix, "reason": exc.args[0]})
 
     async def publish(self, suffix, payload, qos, retain=False):
         m = self.mqtt
@@ -264,12 +257,12 @@ class Device:
 
     async def connection_loop(self):
         """Keep one MQTT connection up: connect, subscribe, birth, wait for loss, back off."""
-        delay = BACKOFF_MIN_MS
+        delay = _BACKOFF_MIN_MS
         while True:
             if not self.ready():
                 await asyncio.sleep_ms(1000)
                 continue
-            ok = await self.board.network_up(NETWORK_TIMEOUT_MS)
+            ok = await self.board.network_up(_NETWORK_TIMEOUT_MS)
             if ok:
                 cfg = self.config  # a config change replaces the dict: read it for each connection
                 self.conn += 1
@@ -287,12 +280,13 @@ class Device:
                     if self.conn > 1:
                         self.counts["reconn"] += 1
                     self.board.event("online", {"conn": self.conn})
-                    delay = BACKOFF_MIN_MS
+                    delay = _BACKOFF_MIN_MS
                     if not self.ui_until:
                         self.show_idle()
                     self._wake.set()
-                    await m.lost.wait()
-                except (OSError, asyncio.TimeoutError) as exc:
+                    while not await m.lost.wait_ms(60000):
+                        pass
+                except OSError as exc:
                     self.last_error = "mqtt: %r" % (exc,)
                 finally:
                     self.mqtt = None
@@ -301,24 +295,20 @@ class Device:
                 if not self.ui_until:
                     self.show_idle()
             await asyncio.sleep_ms(delay + random.randint(0, delay // 2))
-            delay = min(delay * 2, BACKOFF_MAX_MS)
+            delay = min(delay * 2, _BACKOFF_MAX_MS)
 
     async def send_loop(self):
-        """Publish pending ratings in counter order; republish those not acked in RESEND_MS."""
+        """Publish pending ratings in counter order; republish those not acked in _RESEND_MS."""
         topic_suffix = "rating"
         while True:
-            try:
-                await asyncio.wait_for_ms(self._wake.wait(), 1000)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+            await self._wake.wait_ms(1000)
             for n in self.outbox.pending():
                 m = self.mqtt
                 if m is None or not m.connected:
                     break
                 now = self.ms()
                 sent = self._inflight.get(n)
-                if sent is not None and now - sent < RESEND_MS:
+                if sent is not None and now - sent < _RESEND_MS:
                     continue
                 payload = self.outbox.payload(n)
                 if payload is None:
@@ -372,10 +362,9 @@ class Device:
 
     async def console_loop(self, stream, write):
         """The serial console (docs/serial-console.md): console.py runs each line."""
-        reader = asyncio.StreamReader(stream)
         while True:
             try:
-                line = await reader.readline()
+                line = await aio.readline(stream)
             except OSError:
                 return  # no console attached
             if not line:
@@ -388,10 +377,20 @@ async def _amain(board):
     dev = Device(board)
     dev.start()
     assert dev.buttons is not None  # start() made them
-    board.start_watchdog(WDT_MS)
-    await asyncio.gather(dev.buttons.run(), dev.connection_loop(), dev.send_loop(),
-                         dev.main_loop(), board.run(),
-                         dev.console_loop(board.console_in, board.console_write))
+    board.start_watchdog(_WDT_MS)
+    loops = [asyncio.create_task(c) for c in (dev.buttons.run(), dev.connection_loop(), dev.send_loop(),
+                                              dev.main_loop())]
+
+    def failed(loop, context):
+        """A loop that dies ends the firmware (the watchdog resets a board); any other task's
+        error is counted and reported."""
+        if context["future"] in loops:
+            raise context["exception"]
+        dev.error("task: %r" % (context["exception"],))
+
+    asyncio.get_event_loop().set_exception_handler(failed)
+    asyncio.create_task(dev.console_loop(board.console_in, board.console_write))
+    await board.run()  # until a reboot (SystemExit on the host board)
 
 
 def run(board):

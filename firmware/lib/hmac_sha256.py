@@ -25,7 +25,3 @@ class HMAC:
 
     def hexdigest(self, msg):
         return binascii.hexlify(self.digest(msg)).decode()
-
-
-def hmac_sha256(key, msg):
-    return HMAC(key).digest(msg)

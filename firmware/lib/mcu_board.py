@@ -43,7 +43,8 @@ class McuBoard(StdioConsole):
         self.name = name
         self.flash_root = flash_root
         self.ticks_ms = time.ticks_ms
-        self.buttons = {n: (lambda p=p: 0 if p.value() else 1) for n, p in button_pins.items()}
+        self._button_pins = button_pins
+        self.buttons = tuple(button_pins)
         self.leds = _Leds(led_pins)
         self.display = display or UartDisplay(text_out or _print)
         self._buzzer = buzzer
@@ -57,6 +58,10 @@ class McuBoard(StdioConsole):
 
     async def start(self):
         pass
+
+    def pressed(self, name):
+        """1 while button `name` is pressed (pins pull up: pressed reads 0)."""
+        return 0 if self._button_pins[name].value() else 1
 
     async def run(self):
         while True:

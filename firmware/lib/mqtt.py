@@ -1,17 +1,18 @@
-"""MQTT 3.1.1 client on MicroPython asyncio streams.
+"""MQTT 3.1.1 client on MicroPython asyncio and a non-blocking socket (aio.py).
 
 One connection at a time: `connect()` opens it (CONNECT with username/password, keepalive and last
-will), starts a reader and a keepalive task; `publish()` with QoS 1 waits for the PUBACK and resends
-with the DUP flag when none comes in time; incoming QoS 0/1 PUBLISHes go to `on_message(topic,
-payload)` (called from the reader task: it must be quick and must not await) and are PUBACKed after
-it returns. Any I/O error or a missing PINGRESP marks the connection lost (`self.lost` is set and
-`connected` is False); reconnecting, and re-subscribing, is the caller's loop (see device.py).
-
-The stream opener is an attribute (`open_connection`) so a test can swap the transport.
+will) and starts a reader task, which takes every packet the broker sends, and a keepalive task;
+`publish()` with QoS 1 waits for the PUBACK and resends with the DUP flag when none comes in time;
+incoming QoS 0/1 PUBLISHes go to `on_message(topic, payload)` (called from the reader task: it must
+be quick and must not await) and are PUBACKed after it returns. Any I/O error or a missing PINGRESP
+marks the connection lost (`self.lost` is set and `connected` is False); reconnecting, and
+re-subscribing, is the caller's loop (see device.py).
 """
 
 import asyncio
 import struct
+
+import aio
 
 from micropython import const
 
@@ -25,9 +26,10 @@ _PINGREQ = const(0xC0)
 _PINGRESP = const(0xD0)
 _DISCONNECT = const(0xE0)
 
-ACK_TIMEOUT_MS = const(5000)  # resend a QoS 1 PUBLISH with DUP after this long without PUBACK
-ACK_TRIES = const(3)  # then give up on this connection: it is declared lost
-MAX_PACKET = const(4096)  # larger incoming packets are a protocol error (our payloads are < 1 KB)
+_ACK_TIMEOUT_MS = const(5000)  # resend a QoS 1 PUBLISH with DUP after this long without PUBACK
+_ACK_TRIES = const(3)  # then give up on this connection: it is declared lost
+_MAX_PACKET = const(4096)  # larger incoming packets are a protocol error (our payloads are < 1 KB)
+_CONNACK_ID = const(0)  # where the CONNACK waiter is kept in _acks (packet ids start at 1)
 
 
 class MQTTError(OSError):
@@ -39,16 +41,19 @@ def _str(s):
     return struct.pack("!H", len(b)) + b
 
 
-def _packet(kind, body):
-    n = len(body)
+def _header(kind, n):
+    """A packet's fixed header: its type and flags, and `n`, the length of the rest."""
     head = bytearray([kind])
     while True:
         byte = n & 0x7F
         n >>= 7
         head.append(byte | 0x80 if n else byte)
         if not n:
-            break
-    return bytes(head) + body
+            return head
+
+
+def _packet(kind, body):
+    return _header(kind, len(body)) + body
 
 
 class MQTTClient:
@@ -64,23 +69,24 @@ class MQTTClient:
         self.will = will
         self.clean = clean
         self.on_message = on_message
-        self.open_connection = asyncio.open_connection
         self.connected = False
-        self.lost = asyncio.Event()
+        self.lost = aio.Signal()
         self.resends = 0  # QoS 1 PUBLISHes sent again with DUP
-        self._reader = None
-        self._writer = None
-        self._wlock = asyncio.Lock()
+        self._sock = None
+        self._in = b""  # received bytes not yet taken by _read
+        self._out = b""  # bytes the socket has not taken yet
+        self._writer = None  # the task in _send waiting for the socket to take _out
         self._pid = 0
-        self._acks = {}  # packet id -> asyncio.Event, for PUBACK and SUBACK
+        self._acks = {}  # packet id -> aio.Signal, for PUBACK and SUBACK (and CONNACK)
+        self._connack = None
         self._tasks = []
         self._pong = True
 
     # -- connection
     async def connect(self, timeout_ms=10000):
         await self.close()
-        self.lost = asyncio.Event()
-        self._reader, self._writer = await self.open_connection(self.host, self.port)
+        self.lost = aio.Signal()
+        self._sock = await aio.connect(self.host, self.port)
         flags = 0x02 if self.clean else 0
         payload = _str(self.client_id)
         if self.will:
@@ -94,16 +100,22 @@ class MQTTClient:
                 flags |= 0x40
                 payload += _str(self.password)
         body = _str("MQTT") + bytes([4, flags]) + struct.pack("!H", self.keepalive) + payload
+        self._connack = None
+        got = self._acks[_CONNACK_ID] = aio.Signal()
+        self._tasks = [asyncio.create_task(self._read_loop())]
         await self._send(_packet(_CONNECT, body))
-        kind, data = await asyncio.wait_for_ms(self._read_packet(), timeout_ms)
-        if kind != _CONNACK or len(data) != 2:
-            raise MQTTError("expected CONNACK")
+        await got.wait_ms(timeout_ms)
+        self._acks.pop(_CONNACK_ID, None)
+        data = self._connack
+        if data is None:
+            raise MQTTError("no CONNACK")
+        if len(data) != 2:
+            raise MQTTError("bad CONNACK")
         if data[1] != 0:
             raise MQTTError("connection refused, code %d" % data[1])
         self.connected = True
         self._pong = True
-        self._tasks = [asyncio.create_task(self._read_loop()),
-                       asyncio.create_task(self._ping_loop())]
+        self._tasks.append(asyncio.create_task(self._ping_loop()))
         return bool(data[0] & 1)  # session present
 
     async def close(self):
@@ -113,16 +125,16 @@ class MQTTClient:
             if t is not asyncio.current_task():
                 t.cancel()
         self._tasks = []
-        for ev in self._acks.values():
-            ev.set()  # wake waiters: they see connected False
+        for sig in self._acks.values():
+            sig.set()  # the waiters see `connected` False
         self._acks = {}
-        if self._writer is not None:
-            try:
-                self._writer.close()
-                await self._writer.wait_closed()
-            except OSError:
-                pass  # the socket is already broken; it is being discarded either way
-        self._reader = self._writer = None
+        s, w = self._sock, self._writer
+        self._sock = self._writer = None
+        self._in = self._out = b""
+        if w is not None:
+            aio.wake(w)  # it finds the socket gone: MQTTError
+        if s is not None:
+            s.close()
 
     async def disconnect(self):
         """Clean DISCONNECT: the broker discards the will."""
@@ -137,37 +149,72 @@ class MQTTClient:
         if self.connected:
             self.connected = False
             self.lost.set()
-            for ev in self._acks.values():
-                ev.set()
+        for sig in self._acks.values():
+            sig.set()  # the waiters see `connected` False (or no CONNACK)
 
     # -- I/O
-    async def _send(self, data):
-        w = self._writer
-        if w is None:
+    async def _send(self, *parts):
+        """Write one packet given in parts (bytes, bytearray or memoryview), straight from them:
+        a rating is not copied into a packet. What the socket does not take is queued and
+        written once it can take more; a packet sent while another waits is queued behind it and
+        this call returns at once: packets never interleave."""
+        s = self._sock
+        if s is None:
             raise MQTTError("not connected")
-        async with self._wlock:
-            w.write(data)
-            await w.drain()
+        for part in parts:
+            if not self._out:  # nothing queued before it: write it now
+                n = s.write(part) or 0
+                if n == len(part):
+                    continue
+                part = part[n:]
+            self._out += bytes(part)
+        if self._writer is not None or not self._out:
+            return
+        self._writer = asyncio.current_task()
+        try:
+            while self._out:
+                await aio.writable(s)  # pyright: ignore[reportGeneralTypeIssues]  # see aio.py
+                if self._sock is not s:
+                    raise MQTTError("connection closed")
+                n = s.write(self._out)
+                if n:
+                    self._out = self._out[n:]
+        finally:
+            self._writer = None
+
+    async def _read(self, n):
+        """Exactly `n` bytes from the socket."""
+        s = self._sock
+        while len(self._in) < n:
+            if s is None:
+                raise MQTTError("not connected")
+            await aio.readable(s)  # pyright: ignore[reportGeneralTypeIssues]  # see aio.py
+            chunk = s.read(256)
+            if chunk is None:
+                continue  # nothing after all
+            if not chunk:
+                raise MQTTError("connection closed by the broker")
+            self._in += chunk
+        data = self._in[:n]
+        self._in = self._in[n:]
+        return data
 
     async def _read_packet(self):
-        r = self._reader
-        if r is None:
-            raise MQTTError("not connected")
-        head = await r.readexactly(1)
+        head = (await self._read(1))[0]
         n = 0
         shift = 0
         while True:
-            b = (await r.readexactly(1))[0]
+            b = (await self._read(1))[0]
             n |= (b & 0x7F) << shift
             if not b & 0x80:
                 break
             shift += 7
             if shift > 21:
                 raise MQTTError("bad remaining length")
-        if n > MAX_PACKET:
+        if n > _MAX_PACKET:
             raise MQTTError("packet too large")
-        data = await r.readexactly(n) if n else b""
-        return head[0], data
+        data = await self._read(n) if n else b""
+        return head, data
 
     async def _read_loop(self):
         try:
@@ -177,16 +224,21 @@ class MQTTClient:
                 if t == _PUBLISH:
                     await self._on_publish(kind, data)
                 elif t == _PUBACK or t == _SUBACK:
-                    pid = struct.unpack("!H", data[:2])[0]
-                    ev = self._acks.pop(pid, None)
-                    if ev is not None:
-                        ev.set()
+                    self._acked(struct.unpack("!H", data[:2])[0])
                 elif t == _PINGRESP:
                     self._pong = True
+                elif t == _CONNACK and self._connack is None:
+                    self._connack = data
+                    self._acked(_CONNACK_ID)
         except asyncio.CancelledError:
             raise
         except Exception:  # EOF, reset, malformed packet: this connection is over
             self._mark_lost()
+
+    def _acked(self, pid):
+        sig = self._acks.pop(pid, None)
+        if sig is not None:
+            sig.set()
 
     async def _on_publish(self, kind, data):
         qos = (kind >> 1) & 3
@@ -216,32 +268,41 @@ class MQTTClient:
         except OSError:
             self._mark_lost()
 
+    async def _acked_within(self, pid, *packet):
+        """Send `packet` (its parts) and wait up to _ACK_TIMEOUT_MS for its PUBACK/SUBACK.
+        -> acked? MQTTError if the connection is lost meanwhile."""
+        sig = self._acks[pid] = aio.Signal()
+        await self._send(*packet)
+        await sig.wait_ms(_ACK_TIMEOUT_MS)
+        if not self.connected:
+            raise MQTTError("connection lost")
+        if self._acks.get(pid) is sig:
+            del self._acks[pid]
+            return False
+        return True
+
     # -- operations
     async def publish(self, topic, payload, qos=0, retain=False):
         """QoS 0: returns once written. QoS 1: returns once PUBACKed; raises MQTTError if the
-        connection is lost first or no PUBACK comes after ACK_TRIES sends."""
+        connection is lost first or no PUBACK comes after _ACK_TRIES sends. `payload`: bytes,
+        memoryview or str."""
         if not self.connected:
             raise MQTTError("not connected")
+        if isinstance(payload, str):
+            payload = payload.encode()
         kind = _PUBLISH | (qos << 1) | (1 if retain else 0)
+        topic = _str(topic)
         if qos == 0:
-            await self._send(_packet(kind, _str(topic) + payload))
+            await self._send(_header(kind, len(topic) + len(payload)), topic, payload)
             return
         pid = self._pid = self._pid % 65535 + 1
-        for attempt in range(ACK_TRIES):
-            ev = asyncio.Event()
-            self._acks[pid] = ev
-            flags = kind | (0x08 if attempt else 0)
+        size = len(topic) + 2 + len(payload)
+        for attempt in range(_ACK_TRIES):
             if attempt:
                 self.resends += 1
-            await self._send(_packet(flags, _str(topic) + struct.pack("!H", pid) + payload))
-            try:
-                await asyncio.wait_for_ms(ev.wait(), ACK_TIMEOUT_MS)
-            except asyncio.TimeoutError:
-                continue
-            if not self.connected:
-                raise MQTTError("connection lost")
-            return
-        self._acks.pop(pid, None)
+            flags = kind | (0x08 if attempt else 0)
+            if await self._acked_within(pid, _header(flags, size), topic, struct.pack("!H", pid), payload):
+                return
         self._mark_lost()
         raise MQTTError("no PUBACK")
 
@@ -249,13 +310,6 @@ class MQTTClient:
         if not self.connected:
             raise MQTTError("not connected")
         pid = self._pid = self._pid % 65535 + 1
-        ev = asyncio.Event()
-        self._acks[pid] = ev
-        await self._send(_packet(_SUBSCRIBE, struct.pack("!H", pid) + _str(topic) + bytes([qos])))
-        try:
-            await asyncio.wait_for_ms(ev.wait(), ACK_TIMEOUT_MS)
-        except asyncio.TimeoutError:
+        if not await self._acked_within(pid, _packet(_SUBSCRIBE, struct.pack("!H", pid) + _str(topic) + bytes([qos]))):
             self._mark_lost()
             raise MQTTError("no SUBACK")
-        if not self.connected:
-            raise MQTTError("connection lost")

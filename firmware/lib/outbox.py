@@ -11,11 +11,13 @@ rating never reached "thank you", so its number was never used) and rewrites the
 When acked records take more than half of a large journal, the next rating is not appended: the
 journal is rewritten (temp file + rename) with a C header, the pending records and the new one, so
 compaction never costs a write of its own. The rewrite streams record by record: a full outbox is
-never held in RAM. Reading and rewriting the whole journal (boot, compaction) is in journal.py, cold
-code run per call (docs/firmware.md, "Memory"); appends, acks and reads of one record are here.
+never held in RAM. Reading the whole journal at boot is in journal.py, cold code run per call
+(docs/firmware.md, "Memory"); compaction stays here, resident: it runs inside a press, where
+loading code from flash would need more free heap than the press itself.
 """
 
 import binascii
+import os
 
 from flashfs import join, run_cold
 from micropython import const
@@ -25,42 +27,48 @@ LEN_BITS = const(12)  # a record is shorter than 4096 bytes (payloads are at mos
 LEN_MASK = const(4095)
 
 
-def pack_entry(offset, length):
-    """Where a pending record is, as one small int: no heap allocation per rating."""
-    return (offset << LEN_BITS) | length
+def _crc(kind, n, payload=None):
+    """CRC-32 of the record's fields joined by spaces, without building that text (a rating's
+    record is a few hundred bytes: at press time every large allocation counts)."""
+    crc = binascii.crc32("%s %d" % (kind, n))
+    if payload is not None:
+        crc = binascii.crc32(payload, binascii.crc32(b" ", crc))
+    return crc & 0xFFFFFFFF
 
 
-def _crc(text):
-    return "%08x" % (binascii.crc32(text.encode()) & 0xFFFFFFFF)
-
-
-def make_record(kind, n, payload=None):
-    body = kind + " " + str(n) + (" " + payload if payload is not None else "")
-    head = kind + " " + str(n) + " " + _crc(body)
-    return (head + (" " + payload if payload is not None else "") + "\n").encode()
+def record_head(kind, n, payload=None):
+    """A record's text up to its payload: "<kind> <n> <crc>", then " " if a payload follows,
+    else the newline that ends it."""
+    return "%s %d %08x%s" % (kind, n, _crc(kind, n, payload), "\n" if payload is None else " ")
 
 
 def parse_record(line):
-    """-> (kind, n, payload or None) or None if the line is torn or corrupt."""
-    try:
-        text = line.decode()
-    except UnicodeError:
+    """-> (kind, n, payload or None) or None if the line is torn or corrupt. The payload is a
+    memoryview into `line` (no copy)."""
+    end = len(line) - 1
+    if end < 12 or line[end] != 10 or line[1] != 32:  # "K n crc\n", 10: newline, 32: space
         return None
-    if not text.endswith("\n"):
+    kind = chr(line[0])
+    if kind not in "RAC":
         return None
-    parts = text[:-1].split(" ", 3)
-    if len(parts) < 3 or parts[0] not in ("R", "A", "C"):
+    sp = line.find(b" ", 2)
+    if sp < 3:
         return None
-    kind, n_text, crc = parts[0], parts[1], parts[2]
-    payload = parts[3] if len(parts) == 4 else None
+    view = memoryview(line)
+    if len(line) > sp + 9 and line[sp + 9] == 32:
+        payload = view[sp + 10:end]
+    elif sp + 9 == end:
+        payload = None
+    else:
+        return None
     if (kind == "R") != (payload is not None):
         return None
-    body = kind + " " + n_text + (" " + payload if payload is not None else "")
-    if crc != _crc(body):
-        return None
     try:
-        n = int(n_text)
+        n = int(line[2:sp])
+        crc = int(line[sp + 1:sp + 9], 16)
     except ValueError:
+        return None
+    if crc != _crc(kind, n, payload) or n < 0:
         return None
     return kind, n, payload
 
@@ -76,7 +84,7 @@ class Outbox:
         self.bytes_written = 0
         self.repaired = 0  # torn or corrupt records dropped at load
         self.unreadable = 0  # pending records that could not be read back when compacting
-        self._pending = {}  # n -> pack_entry(offset, length) of its R record
+        self._pending = {}  # n -> (offset << LEN_BITS) | length of its R record: no object per rating
         self._size = 0
         self._dead = 0  # bytes of records that no longer matter
 
@@ -96,38 +104,42 @@ class Outbox:
         return sorted(self._pending)
 
     def payload(self, n):
-        """The stored bytes of pending rating n, or None if it is not pending (or unreadable)."""
+        """The stored payload of pending rating n (a memoryview of the record read back), or None
+        if it is not pending (or unreadable)."""
         entry = self._pending.get(n)
         if entry is None:
             return None
         with open(self.path, "rb") as f:
             f.seek(entry >> LEN_BITS)
             rec = parse_record(f.read(entry & LEN_MASK))  # one read: readline() reads byte by byte
-        if rec is None or rec[0] != "R" or rec[1] != n or rec[2] is None:
+        if rec is None or rec[0] != "R" or rec[1] != n:
             return None
-        return rec[2].encode()
+        return rec[2]
 
     # -- changes
-    def _append(self, data):
+    def _append(self, *parts):
+        """One append of `parts` (str or bytes), written one after the other: no copy joins
+        them. A power cut between two leaves a torn record, which `load` drops."""
+        size = 0
         with open(self.path, "ab") as f:
-            f.write(data)
+            for part in parts:
+                size += f.write(part)  # bytes written: a str's UTF-8 length, without encoding it
         self.writes += 1
-        self.bytes_written += len(data)
+        self.bytes_written += size
         offset = self._size
-        self._size += len(data)
-        return offset
+        self._size += size
+        return offset, size
 
     def add(self, n, payload):
-        """Store rating n durably (one append). n must be last_n + 1."""
+        """Store rating n durably (one append). n must be last_n + 1. payload: str or bytes,
+        one line of signed JSON."""
         if n != self.last_n + 1:
             raise ValueError("counter must be contiguous")
-        text = payload.decode() if isinstance(payload, (bytes, bytearray)) else payload
-        data = make_record("R", n, text)
         if self._size > COMPACT_BYTES and self._dead * 2 > self._size:
-            self.compact((n, data))  # the rewrite carries the new rating: still one write
+            self.compact((n, payload))  # the rewrite carries it: still one write
         else:
-            offset = self._append(data)
-            self._pending[n] = pack_entry(offset, len(data))
+            offset, size = self._append(record_head("R", n, payload), payload, "\n")
+            self._pending[n] = (offset << LEN_BITS) | size  # where it is, as one small int
         self.last_n = n
 
     def ack(self, n):
@@ -135,13 +147,43 @@ class Outbox:
         entry = self._pending.get(n)
         if entry is None:
             return False
-        data = make_record("A", n)
-        self._append(data)
+        size = self._append(record_head("A", n))[1]
         del self._pending[n]
-        self._dead += (entry & LEN_MASK) + len(data)
+        self._dead += (entry & LEN_MASK) + size
         return True
 
     def compact(self, extra=None):
         """Rewrite the journal atomically with a C header, the pending ratings and `extra`
-        ((n, record bytes) of a new rating)."""
-        run_cold("journal", "compact", self, extra)
+        ((n, payload) of a new rating), streaming one record at a time."""
+        tmp = self.path + ".tmp"
+        pending = {}
+        with open(tmp, "wb") as out:
+            size = head = out.write(record_head("C", self.last_n))
+            try:
+                src = open(self.path, "rb")
+            except OSError:
+                src = None
+            if src is not None:
+                with src:
+                    for n in sorted(self._pending, key=lambda k: self._pending[k]):  # in file order
+                        entry = self._pending[n]
+                        src.seek(entry >> LEN_BITS)
+                        line = src.read(entry & LEN_MASK)
+                        rec = parse_record(line)
+                        if rec is None or rec[0] != "R" or rec[1] != n:
+                            self.unreadable += 1
+                            continue
+                        out.write(line)
+                        pending[n] = (size << LEN_BITS) | len(line)
+                        size += len(line)
+            if extra is not None:
+                n, payload = extra
+                length = out.write(record_head("R", n, payload)) + out.write(payload) + out.write("\n")
+                pending[n] = (size << LEN_BITS) | length
+                size += length
+        os.rename(tmp, self.path)  # the commit: a power cut before it leaves the old journal
+        self.writes += 1
+        self.bytes_written += size
+        self._pending = pending
+        self._size = size
+        self._dead = head

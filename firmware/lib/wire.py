@@ -21,16 +21,23 @@ def key_id(key):
 
 
 def canonical(hall, dev, n, boot, mono, sess, score, kid):
+    """The signed text (str; hashed as its UTF-8 bytes)."""
     return "\n".join(("hcp1", "rating", hall, dev, str(n), str(boot), str(mono), sess or "",
-                      str(score), kid)).encode()
+                      str(score), kid))
 
 
 def rating_payload(signer, kid, hall, dev, n, boot, mono, sess, score):
-    """The rating as compact JSON bytes. `signer` is an hmac_sha256.HMAC over the device key."""
+    """The rating as compact JSON text (str: written to flash and sent as its UTF-8 bytes with no
+    encoded copy). `signer` is an hmac_sha256.HMAC over the device key.
+
+    Made by one join, which allocates the text once at its exact size: it runs inside a press,
+    when the heap may be fragmented, and json.dumps grows its buffer step by step. No field needs
+    escaping: hall, dev and sess are ids of [A-Za-z0-9_-] (config.py and valid_id check them),
+    kid and sig are hex."""
     sig = signer.hexdigest(canonical(hall, dev, n, boot, mono, sess, score, kid))
-    obj = {"v": VERSION, "hall": hall, "dev": dev, "n": n, "boot": boot, "mono": mono,
-           "sess": sess, "score": score, "kid": kid, "sig": sig}
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return "".join(('{"v":1,"hall":"', hall, '","dev":"', dev, '","n":', str(n), ',"boot":', str(boot),
+                    ',"mono":', str(mono), ',"sess":', '"' + sess + '"' if sess else "null",
+                    ',"score":', str(score), ',"kid":"', kid, '","sig":"', sig, '"}'))
 
 
 def valid_id(text, max_len):
@@ -66,22 +73,6 @@ def _int(obj, name, lo, hi):
     return value
 
 
-def _qr_matrix(obj):
-    """-> (size, packed bits) from the prompt's `qrs`/`qrm` (see hcp/qr.py), or None."""
-    if "qrm" not in obj:
-        return None
-    size = _int(obj, "qrs", 21, 177)
-    if (size - 17) % 4:
-        raise WireError("bad_field:qrs")
-    try:
-        bits = binascii.a2b_base64(obj["qrm"])
-    except (TypeError, ValueError):
-        raise WireError("bad_field:qrm")
-    if len(bits) != (size * size + 7) // 8:
-        raise WireError("bad_field:qrm")
-    return size, bits
-
-
 def decode_prompt(raw):
     """-> ("open", sess, ttl or None, ticket or None, qr or None, (size, bits) or None)
     or ("cancel", sess, None, None, None, None)."""
@@ -103,7 +94,19 @@ def decode_prompt(raw):
     qr = obj.get("qr")
     if qr is not None and (not isinstance(qr, str) or len(qr) > 512):
         raise WireError("bad_field:qr")
-    return ("open", sess, ttl, tk, qr, _qr_matrix(obj))
+    matrix = None  # (size, packed bits) from `qrs`/`qrm` (see hcp/qr.py)
+    if "qrm" in obj:
+        size = _int(obj, "qrs", 21, 177)
+        if (size - 17) % 4:
+            raise WireError("bad_field:qrs")
+        try:
+            bits = binascii.a2b_base64(obj["qrm"])
+        except (TypeError, ValueError):
+            raise WireError("bad_field:qrm")
+        if len(bits) != (size * size + 7) // 8:
+            raise WireError("bad_field:qrm")
+        matrix = size, bits
+    return ("open", sess, ttl, tk, qr, matrix)
 
 
 def decode_ack(raw):

@@ -36,7 +36,7 @@ elif scenario == "full":
         n += 1
         ob.add(n, PAYLOAD)
     again = fresh(200)
-    ok = all(again.payload(k) == PAYLOAD.encode() for k in again.pending())
+    ok = all(bytes(again.payload(k)) == PAYLOAD.encode() for k in again.pending())
     print(json.dumps({"last_n": again.last_n, "depth": again.depth(), "payloads_ok": ok,
                       "pending_first": again.pending()[:3], "unreadable": again.unreadable}))
 elif scenario == "torn":

@@ -12,4 +12,4 @@ for v in vectors:
     f_ = v["fields"]
     canon = wire.canonical(f_["hall"], f_["dev"], f_["n"], f_["boot"], f_["mono"], f_["sess"], f_["score"], kid)
     payload = wire.rating_payload(HMAC(key), kid, f_["hall"], f_["dev"], f_["n"], f_["boot"], f_["mono"], f_["sess"], f_["score"])
-    print(json.dumps({"name": v["name"], "kid": kid, "canonical_hex": binascii.hexlify(canon).decode(), "payload": payload.decode()}))
+    print(json.dumps({"name": v["name"], "kid": kid, "canonical_hex": binascii.hexlify(canon).decode(), "payload": payload}))

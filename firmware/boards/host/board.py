@@ -22,6 +22,7 @@ import os
 import sys
 import time
 
+import aio
 from stdio_console import StdioConsole
 
 BUTTONS = ("1", "2", "3", "4", "5", "invite")
@@ -34,10 +35,10 @@ class Board(StdioConsole):
         self.flash_root = os.getenv("HCP_FLASH_DIR") or "."
         self.ticks_ms = time.ticks_ms
         self._pressed = {b: 0 for b in BUTTONS}
-        self.buttons = {b: (lambda b=b: self._pressed[b]) for b in BUTTONS}
+        self._taps = {}  # button -> ticks_ms when a `tap` releases it
+        self.buttons = BUTTONS
         self.display = self.leds = self  # the display's show() and the LEDs' set() are below
         self._sock = None  # the control connection's socket (non-blocking)
-        self._reader = None
         self._out = None  # bytes the socket has not taken yet; None: headless, lines go nowhere
         self._net = True
         self._exit = None  # set to an exit status to end the interpreter (reboot: 75)
@@ -50,8 +51,7 @@ class Board(StdioConsole):
         if not addr:
             return
         host, port = addr.rsplit(":", 1)
-        self._reader, writer = await asyncio.open_connection(host, int(port))
-        self._sock = getattr(writer, "s")  # asyncio's stream keeps its socket in `s`
+        self._sock = await aio.connect(host, int(port))
         self._sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY: each line is one event, send it now
         self._out = b""
         self.send("hello " + json.dumps({"board": self.name, "flash": self.flash_root}))
@@ -79,7 +79,7 @@ class Board(StdioConsole):
     async def run(self):
         """Apply control commands; exit the interpreter on reboot (75) or when the runner goes (0).
         Lines are written to the socket at once; what it did not take is flushed here."""
-        if self._reader is not None:
+        if self._sock is not None:
             asyncio.create_task(self._control_loop())
         while self._exit is None:
             self._flush()
@@ -87,37 +87,37 @@ class Board(StdioConsole):
         raise SystemExit(self._exit)
 
     async def _control_loop(self):
-        while self._reader is not None:
-            line = await self._reader.readline()
+        while True:
+            line = await aio.readline(self._sock)
             if not line:
                 self._exit = 0  # the runner went away: power off
                 return
-            self._command(line.decode().strip().split())
-
-    def _command(self, words):
-        if not words:
-            return
-        op = words[0]
-        if op in ("press", "release", "tap") and len(words) > 1 and words[1] in self._pressed:
-            name = words[1]
-            if op == "tap":
-                hold = int(words[2]) if len(words) > 2 else 100
-                self._pressed[name] = 1
-                asyncio.create_task(self._release_later(name, hold))
-            else:
-                self._pressed[name] = 1 if op == "press" else 0
-        elif op == "net" and len(words) > 1:
-            self._net = words[1] == "up"
-        elif op == "hang" and len(words) > 1:
-            time.sleep_ms(int(words[1]))  # fault injection: the event loop stops, as in a firmware bug
-        else:
-            self.send("event badctl " + json.dumps({"line": " ".join(words)}))
-
-    async def _release_later(self, name, ms):
-        await asyncio.sleep_ms(ms)
-        self._pressed[name] = 0
+            words = line.decode().split()
+            op = words[0] if words else ""
+            name = words[1] if len(words) > 1 else ""
+            if op in ("press", "release", "tap") and name in self._pressed:
+                self._pressed[name] = 0 if op == "release" else 1
+                if op == "tap":
+                    self._taps[name] = time.ticks_add(time.ticks_ms(), int(words[2]) if len(words) > 2 else 100)
+                else:
+                    self._taps.pop(name, None)
+            elif op == "net" and name:
+                self._net = name == "up"
+            elif op == "hang" and name:
+                time.sleep_ms(int(name))  # fault injection: the event loop stops, as in a firmware bug
+            elif words:
+                self.send("event badctl " + json.dumps({"line": " ".join(words)}))
 
     # -- what the firmware uses
+    def pressed(self, name):
+        """The button's level; a tapped one is released here once its hold has passed (the
+        buttons are polled every few ms)."""
+        at = self._taps.get(name)
+        if at is not None and time.ticks_diff(time.ticks_ms(), at) >= 0:
+            del self._taps[name]
+            self._pressed[name] = 0
+        return self._pressed[name]
+
     def show(self, lines, qr=None):
         """The display: reports the text lines, the QR code's URL and its modules (hex of the
         packed bits)."""
