@@ -30,6 +30,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -59,6 +60,12 @@ MAX_ALERT_ID = 2**53  # the gateway's alert number: a SQLite rowid, kept to the 
 MAX_UP_MS = 2**53  # a health's `up`, ms since boot (does not wrap)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # U+0000, and surrogates (paired ones are joined by json)
+# In an item's compact JSON (_compact): U+0000 is written `\u0000`, a surrogate as it is. A match may
+# be a false alarm (an escaped backslash before `u0000`): `_holds_unstorable_text` then decides.
+_MAYBE_UNSTORABLE = re.compile(r"\\u0000|[\ud800-\udfff]")
+# One encoder each, made once: json.dumps makes a new one per call (each item is encoded a few times)
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # as json.dumps with these
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")  # names a reason may carry
 
 Status = Literal["accepted", "duplicate", "rejected"]
@@ -88,10 +95,16 @@ class RatingItem:
     binding: Binding | None
     unbound_reason: str | None
     raw: dict
+    text: str | None = field(default=None, compare=False)  # `raw` as compact JSON (_compact), if made
 
     @property
     def key(self) -> str:
         return f"rating:{self.rating.dev}:{self.rating.n}"
+
+    @property
+    def raw_text(self) -> str:
+        """The posted item as compact JSON, as the ratings table keeps it (made once per item)."""
+        return self.text if self.text is not None else _compact(self.raw)
 
 
 @dataclass(frozen=True)
@@ -117,10 +130,15 @@ class ServiceItem:
 
     def canonical(self) -> str:
         """The known fields as sorted compact JSON: equal strings mean the same service."""
-        fields = {name: getattr(self, name) for name in (
-            "hall", "id", "ticket", "window", "staff_id", "staff_name", "matter_code", "matter_name",
-            "case_no", "unit", "accepted_at", "finished_at", "outcome")}
-        return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return self._canonical
+
+    @cached_property
+    def _canonical(self) -> str:  # decide compares it, the services table stores it: made once
+        return _canonical({"hall": self.hall, "id": self.id, "ticket": self.ticket, "window": self.window,
+                           "staff_id": self.staff_id, "staff_name": self.staff_name,
+                           "matter_code": self.matter_code, "matter_name": self.matter_name,
+                           "case_no": self.case_no, "unit": self.unit, "accepted_at": self.accepted_at,
+                           "finished_at": self.finished_at, "outcome": self.outcome})
 
 
 @dataclass(frozen=True)
@@ -149,6 +167,10 @@ class HealthItem:
 
     def canonical(self) -> str:
         """The known fields (the payload whole) as sorted compact JSON: equal strings, same item."""
+        return self._canonical
+
+    @cached_property
+    def _canonical(self) -> str:
         return _canonical({"hall": self.hall, "device": self.device, "window": self.window,
                            "received_at": self.received_at, "presence": self.presence,
                            "offset_ms": self.offset_ms, "health": self.health})
@@ -200,12 +222,18 @@ ParsedItem = RatingItem | ServiceItem | HealthItem | AlertItem | BadItem
 # ---------------------------------------------------------------------------- field checks
 
 
-def _compact(obj: object) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+def _item_text(obj: object) -> str | None:
+    """`obj` as compact JSON, or None where it cannot be (not JSON, or nested too deep to encode)."""
+    try:
+        return _compact(obj)
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
-def _canonical(fields: dict) -> str:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _fits_device_limit(text: str | None) -> bool:
+    """Whether an item's compact JSON is within a device payload's limit: then so is the payload
+    inside it (encoded the same way, it is a part of that text)."""
+    return text is not None and len(text.encode("utf-8")) <= MAX_MQTT_PAYLOAD
 
 
 def _holds_unstorable_text(obj: object) -> bool:
@@ -272,15 +300,16 @@ def parse_item(obj: object, hall: str) -> ParsedItem:
     try:
         if not isinstance(obj, dict):
             raise ProtocolError("bad_json", "item is not an object")
-        if _holds_unstorable_text(obj):
+        text = _item_text(obj)  # one encoding: the text check's fast path, the size check, the stored item
+        if (text is None or _MAYBE_UNSTORABLE.search(text)) and _holds_unstorable_text(obj):
             raise ProtocolError(_unstorable_reason(obj), "text with U+0000 or a lone surrogate")
         kind = field_str(obj, "kind", max_len=32)
         if kind == "rating":
-            return _rating_item(obj, hall)
+            return _rating_item(obj, hall, text)
         if kind == "service":
             return _service_item(obj, hall)
         if kind == "health":
-            return _health_item(obj, hall)
+            return _health_item(obj, hall, text)
         if kind == "alert":
             return _alert_item(obj, hall)
         raise ProtocolError("unknown_kind", repr(kind)[:40])
@@ -313,11 +342,11 @@ def guess_key(obj: object, hall: str) -> str | None:
     return None
 
 
-def _rating_item(obj: dict, hall: str) -> RatingItem:
+def _rating_item(obj: dict, hall: str, text: str | None = None) -> RatingItem:
     if "rating" not in obj:
         raise ProtocolError("missing_field:rating")
     payload = obj["rating"]
-    if isinstance(payload, dict):
+    if isinstance(payload, dict) and not _fits_device_limit(text):
         _device_payload_size(payload, "rating")
     rating = rating_from_object(payload)
     if rating.hall != hall:
@@ -332,7 +361,7 @@ def _rating_item(obj: dict, hall: str) -> RatingItem:
         raise ProtocolError("bad_field:unbound_reason", repr(unbound)[:80])
     if binding is not None and unbound is not None:
         raise ProtocolError("bad_field:unbound_reason", "set on a bound rating")
-    return RatingItem(rating, received_at, offset_ms, binding, unbound, obj)  # type: ignore[arg-type]
+    return RatingItem(rating, received_at, offset_ms, binding, unbound, obj, text)  # type: ignore[arg-type]
 
 
 def _binding(obj: object) -> Binding | None:
@@ -376,14 +405,15 @@ def _service_item(obj: dict, hall: str) -> ServiceItem:
     )
 
 
-def _health_item(obj: dict, hall: str) -> HealthItem:
+def _health_item(obj: dict, hall: str, text: str | None = None) -> HealthItem:
     device = field_str(obj, "device", DEVICE_RE, max_len=32)
     if "health" not in obj:
         raise ProtocolError("missing_field:health")
     payload = obj["health"]
     if not isinstance(payload, dict):
         raise ProtocolError("bad_field:health", "not an object")
-    _device_payload_size(payload, "health")
+    if not _fits_device_limit(text):
+        _device_payload_size(payload, "health")
     try:  # the key's parts; the rest of the payload is kept as the device sent it
         boot = field_int(payload, "boot", 0, MAX_COUNTER)
         up = field_int(payload, "up", 0, MAX_UP_MS)

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import re
 from calendar import monthrange
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from operator import add, itemgetter
 
 from hcp.protocol import BAD_SCORES
 
@@ -62,9 +63,13 @@ class Rollup:
     table: str
     dims: tuple[str, ...]  # key columns after hall and period, in FINE_DIMS' names
     months: bool = True
+    _project: Callable[[FineKey], tuple[str, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # the projection, made once: it runs for every key of every batch
+        object.__setattr__(self, "_project", itemgetter(0, 1, *(2 + FINE_DIMS.index(d) for d in self.dims)))
 
     def project(self, key: FineKey) -> tuple[str, ...]:
-        return key[:2] + tuple(key[2 + FINE_DIMS.index(d)] for d in self.dims)
+        return self._project(key)
 
     @property
     def key_columns(self) -> tuple[str, ...]:
@@ -144,14 +149,15 @@ class Deltas:
             summed = self.counts
         else:
             summed = {}
+            get, project, months = summed.get, rollup._project, rollup.months
             for key, counts in self.counts.items():
-                projected = rollup.project(key)
-                targets = [projected]
-                if rollup.months:
-                    targets.append((projected[0], projected[1][:7], *projected[2:]))
-                for target in targets:
-                    total = summed.get(target)
-                    summed[target] = list(counts) if total is None else [a + b for a, b in zip(total, counts)]
+                projected = project(key)
+                total = get(projected)
+                summed[projected] = counts if total is None else list(map(add, total, counts))
+                if months:
+                    month = (projected[0], projected[1][:7], *projected[2:])
+                    total = get(month)
+                    summed[month] = counts if total is None else list(map(add, total, counts))
         return [(*key, *counts) for key, counts in sorted(summed.items()) if any(counts)]
 
 

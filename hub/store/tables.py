@@ -71,7 +71,7 @@ def rating_rows(plan: IngestPlan, at: str) -> list[tuple]:
                  if b is not None else (None, None, device_window, None, None, None, None))
         rows.append((r.dev, r.n, r.hall, r.boot, r.mono, r.sess, r.score, r.kid, r.sig,
                      item.received_at, item.offset_ms, *bound, item.unbound_reason, True, at,
-                     json.dumps(item.raw, separators=(",", ":"), ensure_ascii=False)))
+                     item.raw_text))
     return rows
 
 

@@ -81,3 +81,24 @@ def test_any_item_with_unstorable_text_anywhere_is_rejected_and_its_record_is_st
 def test_items_without_such_text_are_not_refused_for_it(extra):
     item = {**service_item("s1"), **{f"x_{k}": v for k, v in extra.items()}}
     assert not isinstance(parse_item(item, H1), BadItem)
+
+
+def test_text_that_only_looks_like_an_escape_is_kept():
+    # the item's JSON holds `\\u0000` here: a backslash, then "u0000" (the quick check's false alarm)
+    item = service_item("s1", staff_name="a\\u0000b", unit="\\\\u0000")
+    parsed = parse_item(item, H1)
+    assert not isinstance(parsed, BadItem) and parsed.staff_name == "a\\u0000b"
+
+
+@pytest.mark.parametrize("pad, fits", [(0, True), (700, True), (900, False)])
+def test_the_size_limit_is_the_device_payloads_not_the_items(pad, fits):
+    rating = sign_rating(device_key("D07"), H1, "D07", 1, 1, 10, "s1", 4)
+    item = rating_item(rating, binding(service="s1", unit="长" * 200))  # the item alone is over 1024 bytes
+    item["rating"]["pad"] = "x" * pad
+    assert len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()) > 1024
+    parsed = parse_item(item, H1)
+    if fits:
+        assert not isinstance(parsed, BadItem)
+        assert parsed.raw_text == json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+    else:
+        assert isinstance(parsed, BadItem) and parsed.reason == "too_large"

@@ -4,7 +4,9 @@ SQLite has (a file, WAL). PostgreSQL's own: test_store_postgres.py."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sqlite3
+import threading
 
 import pytest
 
@@ -254,7 +256,12 @@ async def test_a_batch_is_one_transaction(store, monkeypatch):
         await original(self, *args)
         raise OSError("disk gone")
 
-    monkeypatch.setattr(type(store), "_write_plan", write_then_fail)
+    def write_then_fail_sync(self, *args):  # SQLite: the batch is a plain function on its writer's thread
+        original(self, *args)
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(type(store), "_write_plan",
+                        write_then_fail if inspect.iscoroutinefunction(original) else write_then_fail_sync)
     batch = [rating_item(rated("D1", 1)), service_item("s1"), {"kind": "junk"},
              health_item("D1"), alert_item(1, device="D1")]
     with pytest.raises(OSError):
@@ -300,13 +307,23 @@ async def test_two_hubs_posting_the_same_keys_at_once_store_each_once(store, sto
                 written.set()
                 await go_on.wait()
 
-        monkeypatch.setattr(type(store), "_write_plan", write_then_wait)
+        loop, go_on_thread = asyncio.get_running_loop(), threading.Event()
+
+        def write_then_wait_sync(self, *args):  # SQLite: on the writer's thread, in its transaction
+            original(self, *args)
+            if self is store:
+                loop.call_soon_threadsafe(written.set)
+                assert go_on_thread.wait(10)
+
+        monkeypatch.setattr(type(store), "_write_plan",
+                            write_then_wait if inspect.iscoroutinefunction(original) else write_then_wait_sync)
         first = asyncio.create_task(store.ingest(H1, first_batch))
         await asyncio.wait_for(written.wait(), 10)
         later = asyncio.create_task(second.ingest(H1, second_batch))
         await asyncio.sleep(0.3)
         assert not later.done(), "the second batch was decided before the first committed"
         go_on.set()
+        go_on_thread.set()
         assert [r.status for r in await first] == first_answers
         assert [r.status for r in await later] == second_answers
         if isinstance(second, PostgresStore):
