@@ -51,9 +51,9 @@ class DeviceProcess:
                  console: str = "pipe"):
         """`console`: "pipe" (answers read with `console()`), or "pty": the serial console on a
         pseudo-terminal whose path, `console_path`, pyserial opens like a USB serial port."""
-        self.flash_dir = Path(flash_dir)
+        self.flash_dir = Path(flash_dir).absolute()  # the interpreter runs in the firmware directory
         self.flash_dir.mkdir(parents=True, exist_ok=True)
-        self.firmware = Path(firmware)
+        self.firmware = Path(firmware).absolute()
         self.board = board
         self.heapsize = heapsize
         if config is not None:
@@ -87,14 +87,17 @@ class DeviceProcess:
         listener.settimeout(CONNECT_TIMEOUT_S)
         port = listener.getsockname()[1]
         env = dict(os.environ)
-        env["MICROPYPATH"] = f".frozen:{self.firmware / 'boards' / self.board}:{self.firmware / 'lib'}"
+        # Run from the firmware's directory with relative paths, as a board runs from its
+        # filesystem's root: every module's path is interned for good (its __file__), and long
+        # host paths would cost heap a board never spends.
+        env["MICROPYPATH"] = f".frozen:boards/{self.board}:lib"
         env["HCP_FLASH_DIR"] = str(self.flash_dir)
         env["HCP_HOST_CONTROL"] = f"127.0.0.1:{port}"
         cmd = [find_micropython()]
         if self.heapsize:
             cmd += ["-X", f"heapsize={self.heapsize}"]
         # The flash directory is also an argument, only so `ps` shows which device a process is.
-        cmd += [str(self.firmware / "main.py"), str(self.flash_dir)]
+        cmd += ["main.py", str(self.flash_dir)]
         with self._cond:
             self._reset_view()
         log = open(self.console_log, "ab")
@@ -106,11 +109,11 @@ class DeviceProcess:
             self._close_pty()
             self._pty_slave, self.console_path = slave, os.ttyname(slave)
             self.proc = subprocess.Popen(cmd, env=env, stdin=master, stdout=master, stderr=log,
-                                         start_new_session=True)
+                                         start_new_session=True, cwd=self.firmware)
             os.close(master)
         else:
             self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=log, start_new_session=True)
+                                         stderr=log, start_new_session=True, cwd=self.firmware)
             threading.Thread(target=self._read_console, args=(self.proc,), daemon=True).start()
         log.close()
         try:

@@ -256,21 +256,27 @@ class Device:
         return wire.compact(obj)
 
     async def connection_loop(self):
-        """Keep one MQTT connection up: connect, subscribe, birth, wait for loss, back off."""
+        """Keep one MQTT connection up: connect, subscribe, birth, wait for loss, back off. One
+        client serves every connection of a config: a reconnect allocates no new client (it
+        happens when the heap is at its fullest, right after a broker restart)."""
         delay = _BACKOFF_MIN_MS
+        m = m_cfg = None
         while True:
             if not self.ready():
                 await asyncio.sleep_ms(1000)
                 continue
             ok = await self.board.network_up(_NETWORK_TIMEOUT_MS)
             if ok:
-                cfg = self.config  # a config change replaces the dict: read it for each connection
+                cfg = self.config  # a config change replaces the dict: a new client for new values
                 self.conn += 1
-                m = MQTTClient("dev-" + cfg["dev"], cfg["broker_host"], cfg["broker_port"],
-                               cfg["mqtt_user"] or cfg["dev"], cfg["mqtt_pass"] or None,
-                               cfg["keepalive_s"], (self._topic("status"), self._status("offline"), 1, True),
-                               True, self.on_message)
                 try:
+                    if m is None or m_cfg is not cfg:
+                        m = m_cfg = None
+                        m = MQTTClient("dev-" + cfg["dev"], cfg["broker_host"], cfg["broker_port"],
+                                       cfg["mqtt_user"] or cfg["dev"], cfg["mqtt_pass"] or None,
+                                       cfg["keepalive_s"], None, True, self.on_message)
+                        m_cfg = cfg
+                    m.will = (self._topic("status"), self._status("offline"), 1, True)
                     await m.connect()
                     for suffix in ("ack", "prompt", "cmd"):
                         await m.subscribe(self._topic(suffix), 1)
@@ -286,11 +292,12 @@ class Device:
                     self._wake.set()
                     while not await m.lost.wait_ms(60000):
                         pass
-                except OSError as exc:
+                except (OSError, MemoryError) as exc:  # out of heap: this connection, not the device
                     self.last_error = "mqtt: %r" % (exc,)
                 finally:
                     self.mqtt = None
-                    await m.close()
+                    if m is not None:
+                        await m.close()
                 self.board.event("offline", {"conn": self.conn})
                 if not self.ui_until:
                     self.show_idle()

@@ -73,7 +73,6 @@ class MQTTClient:
         self.lost = aio.Signal()
         self.resends = 0  # QoS 1 PUBLISHes sent again with DUP
         self._sock = None
-        self._in = b""  # received bytes not yet taken by _read
         self._out = b""  # bytes the socket has not taken yet
         self._writer = None  # the task in _send waiting for the socket to take _out
         self._pid = 0
@@ -85,7 +84,7 @@ class MQTTClient:
     # -- connection
     async def connect(self, timeout_ms=10000):
         await self.close()
-        self.lost = aio.Signal()
+        self.lost.flag = False  # a new connection: not lost (yet)
         self._sock = await aio.connect(self.host, self.port)
         flags = 0x02 if self.clean else 0
         payload = _str(self.client_id)
@@ -130,7 +129,7 @@ class MQTTClient:
         self._acks = {}
         s, w = self._sock, self._writer
         self._sock = self._writer = None
-        self._in = self._out = b""
+        self._out = b""
         if w is not None:
             aio.wake(w)  # it finds the socket gone: MQTTError
         if s is not None:
@@ -183,20 +182,20 @@ class MQTTClient:
             self._writer = None
 
     async def _read(self, n):
-        """Exactly `n` bytes from the socket."""
+        """Exactly `n` bytes from the socket. Reads no more than it needs: a read allocates the
+        size it asks for, and small allocations find room in a fragmented heap."""
         s = self._sock
-        while len(self._in) < n:
-            if s is None:
-                raise MQTTError("not connected")
+        if s is None:
+            raise MQTTError("not connected")
+        data = b""
+        while len(data) < n:
             await aio.readable(s)  # pyright: ignore[reportGeneralTypeIssues]  # see aio.py
-            chunk = s.read(256)
+            chunk = s.read(n - len(data))
             if chunk is None:
                 continue  # nothing after all
             if not chunk:
                 raise MQTTError("connection closed by the broker")
-            self._in += chunk
-        data = self._in[:n]
-        self._in = self._in[n:]
+            data = data + chunk if data else chunk
         return data
 
     async def _read_packet(self):
@@ -243,14 +242,14 @@ class MQTTClient:
     async def _on_publish(self, kind, data):
         qos = (kind >> 1) & 3
         tlen = struct.unpack("!H", data[:2])[0]
-        topic = bytes(data[2:2 + tlen]).decode()
+        topic = data[2:2 + tlen].decode()
         pos = 2 + tlen
         pid = None
         if qos:
             pid = struct.unpack("!H", data[pos:pos + 2])[0]
             pos += 2
         if self.on_message is not None:
-            self.on_message(topic, bytes(data[pos:]))
+            self.on_message(topic, data[pos:])
         if qos == 1:
             await self._send(_packet(_PUBACK, struct.pack("!H", pid)))
 
