@@ -60,9 +60,21 @@ class LiteFleet:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self) -> None:
+        """Cancel whatever still runs (devices not stopped: cut off), then end the thread."""
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
         if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
+            try:
+                self.run(cancel_all(), timeout=10)
+            finally:
+                self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        if not self.loop.is_running():
+            self.loop.close()
 
 
 class LiteDevice:

@@ -302,6 +302,8 @@ class Sim:
         h = self.hall
         assert h.broker is not None and h.hub is not None and h.gateway is not None
         for at, phase, f in self._fault_actions():
+            if at > self.sc.open_s:
+                break  # past the end of the simulated day (--duration): `finish` ends what is still on
             if not self._sleep_until(at, stop):
                 return
             seat = h.seats.get(f.device) if f.device else None
