@@ -435,6 +435,8 @@ class Sim:
                  f"burst presses {t.burst_presses}")
         for line in report_lines(result):
             self.say(line)
+        self.say(f"  real time              {time.monotonic() - self.t0:.0f} s for {self.sc.open_s:g} s of opening "
+                 f"time at {self.sc.speed:g}x, plus the drain")
         self.say("OK: nothing lost, nothing doubled" if result.ok else "FAILED: see lost / duplicated above")
         return result
 
