@@ -60,18 +60,19 @@ class Hall:
         registered), gateway. `region`: the body of PUT /api/v1/regions/{id} plus its "id"."""
         self.broker = Broker(self.workdir / "mosquitto",
                              extra_config="max_inflight_messages 1000").start()
-        self.hub = HubProcess(self.workdir / "hub").start()
+        hub = self.hub = HubProcess(self.workdir / "hub")
+        hub.start()
         if region is not None:
             body = {k: v for k, v in region.items() if k != "id" and v is not None}
-            self.hub._admin("PUT", f"/api/v1/regions/{region['id']}", json=body)
+            hub._admin("PUT", f"/api/v1/regions/{region['id']}", json=body)
             hall_body = {"region": region["id"], **({"name": hall_name} if hall_name else {})}
-            self.hub._admin("PUT", f"/api/v1/halls/{self.hall}", json=hall_body)
+            hub._admin("PUT", f"/api/v1/halls/{self.hall}", json=hall_body)
         gateway_key = secrets.token_bytes(32)
-        token = self.hub.register_gateway(self.hall, gateway_key)
+        token = hub.register_gateway(self.hall, gateway_key)
         for seat in seats:
-            self.hub.register_device(seat.device_id, self.hall, seat.window, seat.key)
+            hub.register_device(seat.device_id, self.hall, seat.window, seat.key)
             self.seats[seat.window] = seat
-        settings = {"hall": self.hall, "broker_port": self.broker.port, "hub_url": self.hub.url,
+        settings = {"hall": self.hall, "broker_port": self.broker.port, "hub_url": hub.url,
                     "hub_token": token, "gateway_key": gateway_key.hex(),
                     "devices": [{"device": s.device_id, "window": s.window} for s in seats],
                     **(gateway_settings or {})}
