@@ -29,8 +29,9 @@ from _harness import ROOT, emit, log  # noqa: F401  (re-exported for the gateway
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from hcp.protocol import sign_rating, topic  # noqa: E402
+from hcp.protocol import topic  # noqa: E402
 from simulator.broker import Broker, free_port  # noqa: E402
+from simulator.lite_device import rating_json  # noqa: E402  (the lightweight device's bytes)
 from simulator.services import GatewayProcess, HubProcess  # noqa: E402
 
 HALL = "H1"
@@ -75,8 +76,7 @@ def cpu_s(pid: int) -> float:
 
 def rating_payload(hall: str, dev: str, n: int) -> bytes:
     """The JSON a device publishes: a local-session rating (`sess` null), scores 1..5 in turn."""
-    r = sign_rating(device_key(dev), hall, dev, n, 1, 1000 * n, None, 1 + n % 5)
-    return json.dumps(r.payload(), separators=(",", ":")).encode()
+    return rating_json(device_key(dev), hall, dev, n, 1, 1000 * n, None, 1 + n % 5)
 
 
 class Hall:

@@ -16,6 +16,9 @@ SUBCOMMANDS = {
     "gateway": ("gateway.service", "run a hall gateway: MQTT to devices, queue webhook, outbox to the hub"),
     "device": ("simulator.device_cli", "run one real firmware device under MicroPython; press its buttons from the keyboard"),
     "demo": ("simulator.demo", "run a whole simulated hall end to end: broker, hub, gateway, real firmware devices, citizens"),
+    "sim": ("simulator.sim", "run a hall's day from a scenario file (TOML): real and lightweight devices, "
+            "citizens, fraud, faults on a timeline; reconciles against the hub, exits 1 if anything was "
+            "lost or doubled"),
 }
 
 # Second words under a subcommand (`hcp gateway broker-config ...`), in the same (module, help) form;

@@ -26,6 +26,7 @@ from pathlib import Path
 from hcp.protocol import LEVELS
 from simulator.broker import Broker
 from simulator.device_process import DeviceProcess
+from simulator.hall import Hall, Seat, hub_ratings
 from simulator.services import GatewayProcess, HubProcess
 
 HALL = "demo-hall"
@@ -99,6 +100,7 @@ class Demo:
         self.rng = random.Random(seed)
         self.pace = max(0.1, pace)
         self.tally = Tally()
+        self.hall = Hall(workdir, HALL)
         self.broker: Broker | None = None
         self.hub: HubProcess | None = None
         self.gateway: GatewayProcess | None = None
@@ -114,29 +116,15 @@ class Demo:
     def start(self) -> None:
         self.say(f"haochaping demo: hall {HALL}, {self.n} counter devices running the real firmware "
                  f"under MicroPython")
-        self.broker = Broker(self.workdir / "mosquitto").start()
+        seats = [Seat(f"D{int(w):02d}", w, secrets.token_bytes(32), "real") for w in self.windows]
+        self.hall.start(seats, gateway_settings={"session_ttl_s": 20})
+        self.broker, self.hub, self.gateway = self.hall.broker, self.hall.hub, self.hall.gateway
+        assert self.broker is not None and self.hub is not None and self.gateway is not None
         self.say(f"  broker   Mosquitto on 127.0.0.1:{self.broker.port}")
-        self.hub = HubProcess(self.workdir / "hub").start()
         self.say(f"  hub      {self.hub.url}  (SQLite {self.hub.db_path})")
-        gateway_key = secrets.token_bytes(32)
-        token = self.hub.register_gateway(HALL, gateway_key)
-        keys = {}
-        for window in self.windows:
-            dev = f"D{int(window):02d}"
-            keys[dev] = secrets.token_bytes(32)
-            self.hub.register_device(dev, HALL, window, keys[dev])
-        self.gateway = GatewayProcess(self.workdir / "gateway", {
-            "hall": HALL, "broker_port": self.broker.port, "hub_url": self.hub.url,
-            "hub_token": token, "gateway_key": gateway_key.hex(), "session_ttl_s": 20,
-            "devices": [{"device": f"D{int(w):02d}", "window": w} for w in self.windows]})
-        self.gateway.start()
         self.say(f"  gateway  {self.gateway.url}/api/v1/status  (SQLite {self.gateway.db_path})")
-        for window in self.windows:
-            dev = f"D{int(window):02d}"
-            device = DeviceProcess(self.workdir / "flash" / dev, key=keys[dev], config={
-                "dev": dev, "hall": HALL, "window": window, "broker_port": self.broker.port,
-                "lang": "zh-Hans", "health_s": 30})
-            self.devices.append(device.start())
+        for seat in seats:
+            self.devices.append(self.hall.add_device(seat, {"lang": "zh-Hans", "health_s": 30}))
         for device in self.devices:
             device.wait_event("online", timeout=20)
         self.say(f"  ratings  curl -H 'Authorization: Bearer {self.hub.admin_token}' "
@@ -241,7 +229,7 @@ class Demo:
         deadline = time.monotonic() + 15
         at_hub: dict[str, dict] = {}
         while time.monotonic() < deadline:
-            at_hub = {r["id"]: r for r in self.hub.ratings(hall=HALL)} if self.hub else {}
+            at_hub = hub_ratings(self.hub, [d.flash_dir.name for d in self.devices]) if self.hub else {}
             if set(self.tally.pressed) <= set(at_hub):
                 break
             time.sleep(0.5)
@@ -260,10 +248,4 @@ class Demo:
         return not lost and not wrong
 
     def stop_all(self) -> None:
-        for device in self.devices:
-            device.stop()
-        for service in (self.gateway, self.hub):
-            if service is not None:
-                service.close()
-        if self.broker is not None:
-            self.broker.stop()
+        self.hall.stop_all()

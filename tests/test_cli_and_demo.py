@@ -22,12 +22,13 @@ def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 def test_help_lists_every_subcommand():
     out = _run("--help")
     assert out.returncode == 0
-    for name in ("hub", "gateway", "device", "demo"):
+    for name in ("hub", "gateway", "device", "demo", "sim"):
         assert re.search(rf"^\s+{name}\s+\S", out.stdout, re.M), name
 
 
 @pytest.mark.parametrize("name,expect", [
-    ("hub", "--admin-token"), ("gateway", "--config"), ("device", "--flash"), ("demo", "--duration")])
+    ("hub", "--admin-token"), ("gateway", "--config"), ("device", "--flash"), ("demo", "--duration"),
+    ("sim", "--speed")])
 def test_each_subcommand_explains_itself(name, expect):
     out = _run(name, "--help")
     assert out.returncode == 0, out.stderr

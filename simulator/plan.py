@@ -1,0 +1,97 @@
+"""The day a scenario describes, drawn once from its seed: every citizen's arrival, service, staff,
+matter and what they do at the device; the bursts. The runner only plays it back, so the same
+scenario and seed give the same citizens whatever the machine's timing does.
+
+Each window draws from its own stream (seed and window id), so adding a window leaves the others'
+citizens as they were.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+
+from simulator.scenario import SCORES, Scenario
+
+STAFF_PRESS_S = (0.3, 1.2)  # a staff member pressing for the citizen is quick
+
+
+@dataclass(frozen=True)
+class Visit:
+    window: str
+    ticket: str
+    staff: str
+    matter: str
+    start_s: float  # service starts (called and accepted), seconds of opening time
+    end_s: float  # finished: the device prompts
+    action: str  # "press", "walk_away", "qr", "staff_press"
+    score: int | None
+    press_after_s: float  # from the prompt to the press
+
+
+@dataclass(frozen=True)
+class Burst:
+    window: str
+    at_s: float
+    count: int  # 非常满意 pressed this many times in a row, each on a local session (invite key)
+
+
+@dataclass(frozen=True)
+class Plan:
+    visits: dict[str, tuple[Visit, ...]]  # window id -> its visits in order
+    bursts: dict[str, tuple[Burst, ...]]
+
+    def as_dict(self) -> dict:
+        return {"visits": {w: [asdict(v) for v in vs] for w, vs in self.visits.items()},
+                "bursts": {w: [asdict(b) for b in bs] for w, bs in self.bursts.items()}}
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.visits.values())
+
+
+def _weights(table: dict[int, float]) -> list[float]:
+    return [table.get(s, 0.0) for s in SCORES]
+
+
+def make_plan(sc: Scenario, seed: int | None = None) -> Plan:
+    seed = sc.seed if seed is None else seed
+    staff_fraud = {f.staff: f.share for f in sc.frauds if f.kind == "staff_presses"}
+    visits: dict[str, tuple[Visit, ...]] = {}
+    for index, w in enumerate(sc.windows):
+        rng = random.Random(f"{seed}:{w.id}")
+        prefix = chr(ord("A") + index % 26)
+        out: list[Visit] = []
+        arrive = free = 0.0
+        rate = w.arrivals_per_hour / 3600.0
+        while rate > 0:
+            arrive += rng.expovariate(rate)
+            start = max(arrive, free)
+            if start >= sc.open_s:
+                break
+            end = start + rng.uniform(*w.service_s)
+            free = end
+            staff = rng.choice(w.staff)
+            matter = rng.choice(w.matters)
+            table = sc.staff[staff].ratings or w.ratings or sc.citizens.ratings
+            score = rng.choices(SCORES, _weights(table))[0]
+            draw = rng.random()
+            press_after = rng.uniform(*sc.citizens.press_s)
+            if rng.random() < staff_fraud.get(staff, 0.0):
+                action, score, press_after = "staff_press", 5, rng.uniform(*STAFF_PRESS_S)
+            elif draw < sc.citizens.no_rating:
+                action = "walk_away"
+            elif draw < sc.citizens.no_rating + sc.citizens.qr_share:
+                action = "qr"
+            else:
+                action = "press"
+            out.append(Visit(w.id, f"{prefix}{len(out) + 1:03d}", staff, matter, round(start, 3),
+                             round(end, 3), action, score if action in ("press", "staff_press") else None,
+                             round(press_after, 3)))
+        visits[w.id] = tuple(out)
+    bursts: dict[str, list[Burst]] = {w.id: [] for w in sc.windows}
+    for f in sc.frauds:
+        if f.kind == "burst":
+            assert f.window is not None
+            bursts[f.window].append(Burst(f.window, f.at_s, f.count))
+    return Plan(visits, {w: tuple(sorted(b, key=lambda b: b.at_s)) for w, b in bursts.items()})
