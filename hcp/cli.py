@@ -16,6 +16,10 @@ SUBCOMMANDS = {
     "gateway": ("gateway.service", "run a hall gateway: MQTT to devices, queue webhook, outbox to the hub"),
     "device": ("simulator.device_cli", "run one real firmware device under MicroPython; press its buttons from the keyboard"),
     "demo": ("simulator.demo", "run a whole simulated hall end to end: broker, hub, gateway, real firmware devices, citizens"),
+    "provision": ("hcp.provision_cli", "set up a counter device over USB serial: config, a fresh key, "
+                  "registration with gateway and hub, self-test; or replace a broken device"),
+    # None: the subcommand is only its actions (`hcp firmware build`)
+    "firmware": (None, "build the device firmware (mpy-cross) and deploy it to a board (mpremote)"),
 }
 
 # Second words under a subcommand (`hcp gateway broker-config ...`), in the same (module, help) form;
@@ -30,6 +34,11 @@ ACTIONS = {
                        "headers) into the gateway's webhook, idempotently"),
         "dead-letters": ("gateway.dead_letters_cli", "list the outbox items the hub rejected "
                          "(dead letters) with its reasons, and re-send them once the cause is fixed"),
+    },
+    "firmware": {
+        "build": ("hcp.firmware_build", "compile the firmware to .mpy with mpy-cross, as deployed"),
+        "deploy": ("hcp.firmware_deploy", "copy the built firmware to a board over USB with mpremote "
+                   "(its config and key stay)"),
     },
 }
 
@@ -61,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     if rest and rest[0] in actions:
         (module_name, help_text), epilog = actions[rest[0]], None
         name, rest = f"{name} {rest[0]}", rest[1:]
+    elif module_name is None:
+        print(f"usage: hcp {name} {{{','.join(actions)}}} ...\n\n{help_text}\n", file=sys.stderr)
+        for action, (_, action_help) in actions.items():
+            print(f"  hcp {name} {action}: {action_help}", file=sys.stderr)
+        return 2
     module = importlib.import_module(module_name)
     sub = argparse.ArgumentParser(prog=f"hcp {name}", description=help_text, epilog=epilog)
     module.add_arguments(sub)
