@@ -71,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         (module_name, help_text), epilog = actions[rest[0]], None
         name, rest = f"{name} {rest[0]}", rest[1:]
     elif module_name is None:
-        print(f"usage: hcp {name} {{{','.join(actions)}}} ...\n\n{help_text}\n", file=sys.stderr)
+        asked = rest[:1] in (["-h"], ["--help"])
+        out = sys.stdout if asked else sys.stderr
+        print(f"usage: hcp {name} {{{','.join(actions)}}} ...\n\n{help_text}\n", file=out)
         for action, (_, action_help) in actions.items():
-            print(f"  hcp {name} {action}: {action_help}", file=sys.stderr)
-        return 2
+            print(f"  hcp {name} {action}: {action_help}", file=out)
+        return 0 if asked else 2
     module = importlib.import_module(module_name)
     sub = argparse.ArgumentParser(prog=f"hcp {name}", description=help_text, epilog=epilog)
     module.add_arguments(sub)
