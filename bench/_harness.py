@@ -33,7 +33,7 @@ import simulator.device_process as device_process  # noqa: E402
 from hcp import protocol as P  # noqa: E402
 from simulator.broker import Broker  # noqa: E402
 from simulator.device_process import FIRMWARE, DeviceProcess, find_micropython  # noqa: E402
-from simulator.firmware_build import build_mpy_firmware, find_mpy_cross  # noqa: E402,F401
+from hcp.firmware_build import build_mpy_firmware, find_mpy_cross  # noqa: E402,F401
 
 # The runner keeps every device event: a soak produces more than DeviceProcess's default record, and
 # a bench waits on events by index (`since`), which a trimmed list would shift.

@@ -242,15 +242,19 @@ async def read_registry(settings: GatewaySettings) -> Registry:
     gateway registers those at every start; its file may not exist yet). Never creates the file."""
     registered = {seed.device for seed in settings.devices}
     unregistered: set[str] = set()
+    retired: set[str] = set()  # replaced: no account, even if the settings still seed it
     if settings.db_path.exists():
         store = await Store.open(settings.db_path)
         try:
             async with store.read() as tx:
                 for row in await tx.devices():
-                    (registered if row.registered else unregistered).add(row.device)
+                    if row.retired_at is not None:
+                        retired.add(row.device)
+                    else:
+                        (registered if row.registered else unregistered).add(row.device)
         finally:
             await store.close()
-    return Registry(sorted(registered), sorted(unregistered - registered))
+    return Registry(sorted(registered - retired), sorted(unregistered - registered))
 
 
 # ---------------------------------------------------------------------------- writing

@@ -9,7 +9,8 @@ ratings wait in Mosquitto and in device flash, never in gateway memory alone.
 
 The ack rules (docs/gateway.md, "Acks and quarantine"): a rating that cannot be decoded is
 quarantined and acked `bad` when its `n` can be read; one from an unregistered device is quarantined
-as `unknown_device` and NOT acked, so the device keeps it and resends after registration; the same
+as `unknown_device` and NOT acked, so the device keeps it and resends after registration (one from a
+retired device likewise, as `retired_device`: refused, kept on its flash); the same
 `(device, n)` with another payload is quarantined as `conflict`, acked `bad`, and forwarded so the
 hub (which holds the device keys) decides.
 """
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 GROUP_MAX = 500  # messages per transaction: one fsync for a burst, bounded commit latency
 COMMIT_RETRY_S = 1.0  # pause before retrying a batch whose COMMIT failed (disk full, I/O error)
 UNKNOWN_DEVICE = "unknown_device"
+RETIRED_DEVICE = "retired_device"
 CONFLICT = "conflict"
 INTERNAL_ERROR = "internal_error"
 
@@ -201,6 +203,10 @@ class Ingest:
             return None, False
         if suffix == "rating":
             return await self._rating(tx, m, device)
+        if await tx.device_retired(device):  # replaced: what it still says is not the hall's
+            await tx.quarantine(m.topic, RETIRED_DEVICE, m.payload, m.received_at, device=device,
+                                detail="device retired (replaced)")
+            return None, False
         try:
             if suffix == "status":
                 status = decode_status(m.payload)
@@ -236,6 +242,10 @@ class Ingest:
             return (Ack(device, n, "bad") if n is not None else None), False
         window = await tx.device_window(device)
         if window is None:
+            if await tx.device_retired(device):
+                await tx.quarantine(m.topic, RETIRED_DEVICE, m.payload, m.received_at,
+                                    device=device, n=rating.n, detail="device retired (replaced)")
+                return None, False
             await tx.seen(device, m.received_at)
             await tx.quarantine(m.topic, UNKNOWN_DEVICE, m.payload, m.received_at, device=device,
                                 n=rating.n, detail="device not registered at this gateway")

@@ -79,6 +79,7 @@ class DeviceRow:
     last_rating_at: float | None
     cmd_reply: str | None
     cmd_reply_at: float | None
+    retired_at: float | None  # set: retired (window None); its messages are refused
 
     @classmethod
     def from_row(cls, row: Any) -> "DeviceRow":

@@ -276,5 +276,12 @@ END;
 CREATE INDEX outbox_dead_reason ON outbox (last_error, seq) WHERE state = 'dead';
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
+# Retired devices (docs/gateway.md, "Replacing a device"): a device moved off its window for good
+# (its replacement took it) keeps its row and history; `window` is NULL and its later messages are
+# refused (`retired_device`) until it is registered again.
+_V6 = """
+ALTER TABLE devices ADD COLUMN retired_at REAL;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6]
 SCHEMA_VERSION = len(MIGRATIONS)

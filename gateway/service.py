@@ -75,7 +75,8 @@ class Gateway:
             try:
                 async with store.transaction() as tx:
                     for seed in s.devices:
-                        await tx.register_device(seed.device, seed.window, self.clock())
+                        await tx.register_device(seed.device, seed.window, self.clock(),
+                                                 unretire=False)
             except sqlite3.OperationalError as exc:  # disk full: serve anyway, ack nothing, say so
                 log.error("could not seed the device registry (%s); it is applied again at the "
                           "next start", exc)

@@ -55,7 +55,8 @@ async def collect(tx: Tx, now: float) -> dict[str, Any]:
             "online": sum(d["presence"] == "online" for d in registered),
             "offline": sum(d["presence"] == "offline" for d in registered),
             "never_seen": sum(d["presence"] is None for d in registered),
-            "unregistered": len(devices) - len(registered),
+            "unregistered": sum(not d["registered"] and not d["retired_at"] for d in devices),
+            "retired": sum(bool(d["retired_at"]) for d in devices),
             "alerts_open": len(alerts),
         },
         "outbox": await tx.outbox_depth(),
@@ -74,6 +75,7 @@ def _device(r: sqlite3.Row, keys: list[dict], gaps: list[list[int]], alerts: lis
     missing = sum(b - a + 1 for a, b in gaps)
     return {
         "device": r["device"], "window": r["window"], "registered": r["window"] is not None,
+        "retired_at": r["retired_at"] if "retired_at" in r.keys() else None,
         "presence": p.state, "offline_reason": p.reason if p.state != "online" else None,
         "presence_since": p.since,
         "boot": r["presence_boot"], "conn": r["presence_conn"], "presence_at": r["presence_at"],

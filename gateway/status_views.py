@@ -137,6 +137,7 @@ def summary_text(doc: dict) -> str:
     s = doc["summary"]
     extra = [f"{s['never_seen']} never seen"] if s["never_seen"] else []
     extra += [f"{s['unregistered']} unregistered"] if s["unregistered"] else []
+    extra += [f"{s['retired']} retired"] if s.get("retired") else []
     return (f"{s['online']} online, {s['offline']} offline of {s['devices']} registered"
             + "".join(f", {e}" for e in extra))
 

@@ -153,14 +153,35 @@ class Tx:
                              "ORDER BY registered_at DESC LIMIT 1", (window,))
         return row["device"] if row else None
 
-    async def register_device(self, device: str, window: str, now: float) -> None:
+    async def register_device(self, device: str, window: str, now: float,
+                              unretire: bool = True) -> None:
         """Register `device` at `window`; registering it again at the same window changes nothing
-        (so seeding the registry at every start keeps the original registration time)."""
+        (so seeding the registry at every start keeps the original registration time). A retired
+        device comes back only with `unretire` (an operator's registration, not the seed file)."""
+        if not unretire:
+            row = await self.one("SELECT retired_at FROM devices WHERE device = ?", (device,))
+            if row is not None and row["retired_at"] is not None:
+                return
         await self.run(
             "INSERT INTO devices (device, window, registered_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (device) DO UPDATE SET window = excluded.window, registered_at = CASE "
+            "ON CONFLICT (device) DO UPDATE SET window = excluded.window, retired_at = NULL, "
+            "registered_at = CASE "
             "WHEN devices.window IS excluded.window AND devices.registered_at IS NOT NULL "
             "THEN devices.registered_at ELSE excluded.registered_at END", (device, window, now))
+
+    async def retire_device(self, device: str, now: float) -> str | None:
+        """Take `device` off its window for good (it was replaced): its later messages are refused.
+        -> the window it served, or None if it was not registered (then nothing changes)."""
+        row = await self.one("SELECT window FROM devices WHERE device = ?", (device,))
+        if row is None or row["window"] is None:
+            return None
+        await self.run("UPDATE devices SET window = NULL, retired_at = ? WHERE device = ?",
+                       (now, device))
+        return row["window"]
+
+    async def device_retired(self, device: str) -> bool:
+        row = await self.one("SELECT retired_at FROM devices WHERE device = ?", (device,))
+        return row is not None and row["retired_at"] is not None
 
     async def seen(self, device: str, now: float) -> None:
         """Note that `device` spoke; creates an unregistered row for a device never seen. Deferred

@@ -157,6 +157,21 @@ def create_app(ctx: AppContext) -> FastAPI:
         log.info("registered device %s at window %s", seed.device, seed.window)
         return DeviceAnswerModel(device=seed.device, window=seed.window)
 
+    @app.post("/api/v1/devices/{device}/retire")
+    async def retire_device(device: str, request: Request, ctx: Ctx) -> Any:
+        """Retire a replaced device (docs/gateway.md, "Replacing a device"): 200, or 404 when it
+        is not registered here. Its later messages are refused (`retired_device`)."""
+        if (denied := await _require(ctx, request, ctx.admin_token, "admin")) is not None:
+            return denied
+        async with ctx.store.transaction() as tx:
+            window = await tx.retire_device(device, ctx.clock())
+            if window is not None:
+                await tx.count("devices.retired")
+        if window is None:
+            return JSONResponse({"v": 1, "error": "unknown_device"}, status_code=404)
+        log.info("retired device %s (was at window %s)", device, window)
+        return {"v": 1, "device": device, "window": window, "retired": True}
+
     @app.get("/api/v1/status")
     async def status(ctx: Ctx) -> dict[str, Any]:
         return await ctx.status()

@@ -19,6 +19,10 @@ SUBCOMMANDS = {
     "sim": ("simulator.sim", "run a hall's day from a scenario file (TOML): real and lightweight devices, "
             "citizens, fraud, faults on a timeline; reconciles against the hub, exits 1 if anything was "
             "lost or doubled"),
+    "provision": ("hcp.provision_cli", "set up a counter device over USB serial: config, a fresh key, "
+                  "registration with gateway and hub, self-test; or replace a broken device"),
+    # None: the subcommand is only its actions (`hcp firmware build`)
+    "firmware": (None, "build the device firmware (mpy-cross) and deploy it to a board (mpremote)"),
 }
 
 # Second words under a subcommand (`hcp gateway broker-config ...`), in the same (module, help) form;
@@ -33,6 +37,11 @@ ACTIONS = {
                        "headers) into the gateway's webhook, idempotently"),
         "dead-letters": ("gateway.dead_letters_cli", "list the outbox items the hub rejected "
                          "(dead letters) with its reasons, and re-send them once the cause is fixed"),
+    },
+    "firmware": {
+        "build": ("hcp.firmware_build", "compile the firmware to .mpy with mpy-cross, as deployed"),
+        "deploy": ("hcp.firmware_deploy", "copy the built firmware to a board over USB with mpremote "
+                   "(its config and key stay)"),
     },
 }
 
@@ -64,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     if rest and rest[0] in actions:
         (module_name, help_text), epilog = actions[rest[0]], None
         name, rest = f"{name} {rest[0]}", rest[1:]
+    elif module_name is None:
+        asked = rest[:1] in (["-h"], ["--help"])
+        out = sys.stdout if asked else sys.stderr
+        print(f"usage: hcp {name} {{{','.join(actions)}}} ...\n\n{help_text}\n", file=out)
+        for action, (_, action_help) in actions.items():
+            print(f"  hcp {name} {action}: {action_help}", file=out)
+        return 0 if asked else 2
     module = importlib.import_module(module_name)
     sub = argparse.ArgumentParser(prog=f"hcp {name}", description=help_text, epilog=epilog)
     module.add_arguments(sub)

@@ -22,15 +22,16 @@ def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 def test_help_lists_every_subcommand():
     out = _run("--help")
     assert out.returncode == 0
-    for name in ("hub", "gateway", "device", "demo", "sim"):
+    for name in ("hub", "gateway", "device", "demo", "sim", "provision", "firmware"):
         assert re.search(rf"^\s+{name}\s+\S", out.stdout, re.M), name
 
 
 @pytest.mark.parametrize("name,expect", [
     ("hub", "--admin-token"), ("gateway", "--config"), ("device", "--flash"), ("demo", "--duration"),
-    ("sim", "--speed")])
+    ("sim", "--speed"), ("provision", "--replace"), ("firmware", "hcp firmware deploy:"),
+    ("firmware build", "--board"), ("firmware deploy", "--port")])
 def test_each_subcommand_explains_itself(name, expect):
-    out = _run(name, "--help")
+    out = _run(*name.split(), "--help")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"usage: hcp {name}")
     assert expect in out.stdout

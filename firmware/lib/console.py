@@ -3,7 +3,7 @@
 One request per line, `<command> [argument]`; one answer line `ok <json>` or `err <reason>`.
 Self-test also writes progress lines `ev <json>` before its answer. Nothing else the device writes to
 the UART starts with `ok `, `err ` or `ev `, so a tool can skip other lines. Documented with
-examples in docs/serial-console.md; `hcp provision` (simulator side) speaks it.
+examples in docs/serial-console.md; `hcp provision` (hcp/serial_console.py) speaks it.
 
 The key is write-only: `key` stores it, no command ever prints it.
 

@@ -128,3 +128,38 @@ def test_status_and_healthz(gw):
     assert st["hall"] == "H1" and st["mqtt"]["connected"] is True
     assert st["outbox"] == {"pending": 0, "sent": 0, "dead": 0}
     assert [d["device"] for d in st["devices"]] == ["D07"]
+
+
+def test_a_retired_device_is_refused_and_comes_back_only_when_registered_again(
+        broker, gateway_factory, device_peers):
+    """Replacing a device (docs/gateway.md, "Replacing a device"): the old one's later messages are
+    quarantined `retired_device` and not acked; the seed file does not bring it back, only an
+    operator's registration does."""
+    gw = gateway_factory(broker, devices=[{"device": "D07", "window": "7"}])
+    old = device_peers(broker, "D07")
+    old.rate(1)
+    assert old.wait_ack(1)["st"] == "ok"
+    assert gw.post("/api/v1/devices/D07/retire", {}).status_code == 401
+    assert gw.post("/api/v1/devices/D99/retire", {}, gw.admin_token).status_code == 404
+    gw.register_device("D08", "7")
+    answer = gw.post("/api/v1/devices/D07/retire", {}, gw.admin_token)
+    assert answer.status_code == 200
+    assert answer.json() == {"v": 1, "device": "D07", "window": "7", "retired": True}
+    old.rate(2)
+    old.health()
+    gw.wait_status(lambda st: st["quarantine"].get("retired_device") == 2)
+    assert old.acks_for(2) == []
+    assert [r["n"] for r in gw.query("SELECT n FROM ratings WHERE device = 'D07'")] == [1]
+    st = gw.status()
+    devices = {d["device"]: d for d in st["devices"]}
+    assert devices["D07"]["registered"] is False and devices["D07"]["retired_at"] is not None
+    assert st["summary"]["retired"] == 1 and st["summary"]["unregistered"] == 0
+    assert gw.post_event(window="7")["session"] is not None  # the window prompts the new device
+    assert [r[0] for r in gw.query("SELECT session_device FROM services")] == ["D08"]
+    # a restart re-applies the seed file, which still names D07: it stays retired
+    gw.stop()
+    gw.start()
+    assert {d["device"]: d for d in gw.status()["devices"]}["D07"]["registered"] is False
+    gw.register_device("D07", "9")  # an operator brings it back, at another window
+    old.rate(2)
+    assert old.wait_ack(2)["st"] == "ok"
