@@ -48,17 +48,24 @@ async def connect(host, port):
     return s
 
 
-async def readline(s):
-    """The next line of stream `s` (a non-blocking socket or a tty), b"" at EOF."""
+async def readline(s, limit=1024):
+    """The next line of stream `s` (a socket, a tty, stdin), b"" at EOF; past `limit` bytes the
+    rest of a line is read and dropped (the heap is small). One byte per read: on a blocking
+    stream (stdin, a board's USB REPL) readline() would wait for the newline and stall every
+    task, as input without one showed (a terminal sending only CR, mpremote's Ctrl-C); a
+    readable stream always has that one byte."""
     line = b""
     while True:
         await readable(s)  # pyright: ignore[reportGeneralTypeIssues]
-        part = s.readline()
-        if part is None:
+        c = s.read(1)
+        if c is None:
             continue  # woken, but a non-blocking stream had nothing after all
-        line += part
-        if not part or line[-1] == 10:
-            return line
+        if not c:
+            return line  # EOF: what came before it, then b""
+        if c == b"\n":
+            return line + c
+        if len(line) < limit:
+            line += c
 
 
 class Signal:

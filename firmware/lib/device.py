@@ -184,12 +184,12 @@ class Device:
         n = self.outbox.last_n + 1
         mono = self.ms()
         cfg = self.config
-        payload = wire.rating_payload(self.signer, self.kid, cfg["hall"], cfg["dev"], n, self.boot,
-                                      mono, sess, score)
         try:
+            payload = wire.rating_payload(self.signer, self.kid, cfg["hall"], cfg["dev"], n, self.boot,
+                                          mono, sess, score)
             self.outbox.add(n, payload)  # durable before "thank you"
-        except OSError as exc:
-            self.error("flash write failed: %s" % exc)
+        except (OSError, MemoryError) as exc:  # not stored: the session stays open for a new press
+            self.error("rating not stored: %r" % (exc,))
             self._flash(_ui.ERROR, cfg["thanks_ms"])
             return
         self.counts["rate"] += 1

@@ -41,12 +41,14 @@ def load(box):
     with f:
         for line in _lines(f):
             rec = parse_record(line)
-            if rec is None:
+            offset += len(line)
+            if rec is None:  # a torn end (power cut) or what a failed append left: skipped
                 torn = True
-                break
+                box._dead += len(line)
+                continue
             kind, n, _payload = rec
             if kind == "R":
-                box._pending[n] = (offset << LEN_BITS) | len(line)
+                box._pending[n] = ((offset - len(line)) << LEN_BITS) | len(line)
                 if n > box.last_n:
                     box.last_n = n
             elif kind == "A":
@@ -55,7 +57,6 @@ def load(box):
             else:
                 box.last_n = max(box.last_n, n)
                 box._dead += len(line)
-            offset += len(line)
     box._size = offset
     if torn:
         box.repaired += 1

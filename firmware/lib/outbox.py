@@ -7,13 +7,14 @@
 `crc` is the CRC-32 (8 hex digits) of the record's other fields joined by spaces. A rating costs
 two flash writes: its R record (which also persists the counter, so an id is never reused) and its
 A record. A power cut in the middle of an append leaves a torn last line; `load` drops it (that
-rating never reached "thank you", so its number was never used) and rewrites the journal.
-When acked records take more than half of a large journal, the next rating is not appended: the
-journal is rewritten (temp file + rename) with a C header, the pending records and the new one, so
-compaction never costs a write of its own. The rewrite streams record by record: a full outbox is
-never held in RAM. Reading the whole journal at boot is in journal.py, cold code run per call
-(docs/firmware.md, "Memory"); compaction stays here, resident: it runs inside a press, where
-loading code from flash would need more free heap than the press itself.
+rating never reached "thank you", so its number was never used) and rewrites the journal. An append
+that fails without a power cut (flash full, out of heap) leaves its part as one bad line: the next
+append ends it with a newline first, and `load` skips it, keeping every record after it.
+When acked records take more than half of a large journal, an ack is not appended: the journal is
+rewritten (temp file + rename) with a C header and the pending records only, so compaction never
+costs a write of its own. It happens on an ack, not in a press, where the heap is fullest. The
+rewrite streams record by record: a full outbox is never held in RAM. Reading the whole journal at
+boot is in journal.py, cold code run per call (docs/firmware.md, "Memory").
 """
 
 import binascii
@@ -87,6 +88,7 @@ class Outbox:
         self._pending = {}  # n -> (offset << LEN_BITS) | length of its R record: no object per rating
         self._size = 0
         self._dead = 0  # bytes of records that no longer matter
+        self._torn = False  # an append failed part-way: the next one starts with a newline
 
     # -- loading
     def load(self):
@@ -119,15 +121,30 @@ class Outbox:
     # -- changes
     def _append(self, *parts):
         """One append of `parts` (str or bytes), written one after the other: no copy joins
-        them. A power cut between two leaves a torn record, which `load` drops."""
-        size = 0
-        with open(self.path, "ab") as f:
-            for part in parts:
-                size += f.write(part)  # bytes written: a str's UTF-8 length, without encoding it
-        self.writes += 1
-        self.bytes_written += size
+        them. -> (offset, size) of the record. A power cut between two leaves a torn record,
+        which `load` drops; a failed write is marked so the next append first ends it."""
         offset = self._size
-        self._size += size
+        try:
+            with open(self.path, "ab") as f:
+                if self._torn:
+                    offset += f.write("\n")
+                    self._torn = False
+                size = 0
+                for part in parts:
+                    size += f.write(part)  # bytes written: a str's UTF-8 length, without encoding it
+        except Exception:
+            self._torn = True
+            try:
+                end = os.stat(self.path)[6]
+            except OSError:
+                end = self._size
+            self._dead += end - self._size
+            self._size = end
+            raise
+        self.writes += 1
+        self.bytes_written += offset - self._size + size
+        self._dead += offset - self._size
+        self._size = offset + size
         return offset, size
 
     def add(self, n, payload):
@@ -135,26 +152,27 @@ class Outbox:
         one line of signed JSON."""
         if n != self.last_n + 1:
             raise ValueError("counter must be contiguous")
-        if self._size > COMPACT_BYTES and self._dead * 2 > self._size:
-            self.compact((n, payload))  # the rewrite carries it: still one write
-        else:
-            offset, size = self._append(record_head("R", n, payload), payload, "\n")
-            self._pending[n] = (offset << LEN_BITS) | size  # where it is, as one small int
+        offset, size = self._append(record_head("R", n, payload), payload, "\n")
+        self._pending[n] = (offset << LEN_BITS) | size  # where it is, as one small int
         self.last_n = n
 
     def ack(self, n):
-        """Forget rating n (one append); False if it was not pending."""
-        entry = self._pending.get(n)
+        """Forget rating n: one append of its A record, or, once acked records fill more than
+        half of a large journal, a rewrite without it instead. False if it was not pending. If
+        the write fails, the ack is forgotten (the rating is resent after a reboot: a `dup`)."""
+        entry = self._pending.pop(n, None)
         if entry is None:
             return False
-        size = self._append(record_head("A", n))[1]
-        del self._pending[n]
-        self._dead += (entry & LEN_MASK) + size
+        self._dead += entry & LEN_MASK
+        if self._size > COMPACT_BYTES and self._dead * 2 > self._size:
+            self.compact()
+        else:
+            self._dead += self._append(record_head("A", n))[1]
         return True
 
-    def compact(self, extra=None):
-        """Rewrite the journal atomically with a C header, the pending ratings and `extra`
-        ((n, payload) of a new rating), streaming one record at a time."""
+    def compact(self):
+        """Rewrite the journal atomically with a C header and the pending ratings, streaming one
+        record at a time."""
         tmp = self.path + ".tmp"
         pending = {}
         with open(tmp, "wb") as out:
@@ -176,11 +194,6 @@ class Outbox:
                         out.write(line)
                         pending[n] = (size << LEN_BITS) | len(line)
                         size += len(line)
-            if extra is not None:
-                n, payload = extra
-                length = out.write(record_head("R", n, payload)) + out.write(payload) + out.write("\n")
-                pending[n] = (size << LEN_BITS) | length
-                size += length
         os.rename(tmp, self.path)  # the commit: a power cut before it leaves the old journal
         self.writes += 1
         self.bytes_written += size

@@ -48,3 +48,42 @@ elif scenario == "torn":
         f.write(b"R 4 0000")  # a power cut in the middle of the next append
     again = fresh(10)
     print(json.dumps({"last_n": again.last_n, "pending": again.pending(), "repaired": again.repaired}))
+elif scenario == "failed_append":
+    # the flash fills up in the middle of an append (no power cut): the part written stays, the
+    # next append ends it with a newline, and load skips that one bad line, keeping what follows
+    import outbox
+
+    class FullFlash:
+        def __init__(self, f):
+            self.f, self.calls = f, 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.calls += 1
+            if self.calls > 1:
+                raise OSError(28)  # ENOSPC after the record's head
+            return self.f.write(data)
+
+    ob = fresh(10)
+    ob.add(1, PAYLOAD)
+    outbox.open = lambda path, mode: FullFlash(open(path, mode))
+    try:
+        ob.add(2, PAYLOAD)
+        failed = False
+    except OSError:
+        failed = True
+    del outbox.open
+    kept_n = ob.last_n
+    ob.add(2, PAYLOAD)
+    ob.add(3, PAYLOAD)
+    ob.ack(1)
+    live_ok = all(bytes(ob.payload(k)) == PAYLOAD.encode() for k in ob.pending())
+    again = fresh(10)
+    ok = all(bytes(again.payload(k)) == PAYLOAD.encode() for k in again.pending())
+    print(json.dumps({"failed": failed, "kept_n": kept_n, "live_ok": live_ok, "last_n": again.last_n,
+                      "pending": again.pending(), "payloads_ok": ok, "repaired": again.repaired}))

@@ -113,6 +113,21 @@ def test_bad_console_input_is_refused_counted_and_harmless(blank):
     assert dev.running
 
 
+def test_console_input_without_a_newline_stalls_nothing(blank):
+    """A terminal that sends only CR, or a tool's control bytes, must not block the device's loops
+    (the watchdog would reset it): the buttons and the LEDs go on, and the line ends when LF comes."""
+    dev, port = blank
+    port.send(b"info\r")  # no LF
+    since = len(dev.events)
+    dev.tap("3")  # the button loop still runs: the press shows (not provisioned: the error state)
+    dev.wait_for(lambda: any(e.name == "state" for e in dev.events[since:]), timeout=5,
+                 what="the screen the press shows")
+    time.sleep(9)  # past the 8 s watchdog: still alive
+    assert dev.running
+    port.send(b"\n")
+    assert port.answer()[0] == "ok"  # the line ended at its LF, and the console answers it
+
+
 def test_bad_console_lines_show_in_health(broker, tmp_path):
     dev = DeviceProcess(tmp_path / "d", console="pipe", key=KEY, config={
         "dev": "D22", "hall": "H1", "window": "2", "broker_port": broker.port, "health_s": 5}).start()

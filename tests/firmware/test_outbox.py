@@ -38,3 +38,11 @@ def test_a_torn_append_is_dropped_and_the_number_reused(tmp_path):
     r = _run(tmp_path, "torn")
     assert r == {"last_n": 3, "pending": [2, 3], "repaired": 1}
     check_journal(tmp_path / "outbox.log")
+
+
+def test_a_failed_append_loses_no_later_record(tmp_path):
+    r = _run(tmp_path, "failed_append")
+    assert r["failed"] and r["kept_n"] == 1  # the number of the rating that failed is not used up
+    assert r["live_ok"]  # the device reads the ratings after the bad line where they are
+    assert r == dict(r, last_n=3, pending=[2, 3], payloads_ok=True, repaired=1)
+    check_journal(tmp_path / "outbox.log")

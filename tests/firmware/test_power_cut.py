@@ -352,20 +352,18 @@ class PowerCuts:
         self.peer.prompt(DEV, P.encode_prompt_open(sess.ljust(40, "x"), 60))
         self.dev.wait_state("prompt")
         est = statistics.median(self.press_s[-30:]) if self.press_s else PRESS_S
-        # The journal is rewritten at its next write when it is big and mostly acked: then cut
-        # around that write (the rating's, or the ack's).
+        # The journal is rewritten, instead of an ack being appended, when it is big and mostly
+        # acked: then cut around that write (this rating's ack).
         due = read_journal(self.flash / "outbox.log").compaction_due
         if due:
             self.compaction_cuts["runs with a compaction due"] += 1
             if rng.random() < 0.85:
-                mode = "press"
+                mode = "ack"
         self.modes[mode] += 1
         since = len(self.peer.receipts)
         t0, t0_mono = self._tap(score)
         if mode == "press":
-            if due:  # mostly just before the rewrite, so it stays due for the next power-up
-                delay = rng.uniform(est - 0.010, est + 0.002)
-            elif rng.random() < 0.25:
+            if rng.random() < 0.25:
                 delay = rng.uniform(0, est - 0.008)  # before the press registers
             else:
                 delay = rng.uniform(est - 0.004, est + 0.006)  # write, thank-you, publish, ack
@@ -373,7 +371,8 @@ class PowerCuts:
                 pass
         elif mode == "ack":
             self.peer.wait_rating(DEV, new_n, timeout=10, after=since)  # its ack is on the way
-            end = time.perf_counter() + rng.uniform(0, 0.0025)
+            # a rewrite takes longer than an append: cut in a wider window when one is due
+            end = time.perf_counter() + rng.uniform(0, 0.006 if due else 0.0025)
             while time.perf_counter() < end:
                 pass
         else:
