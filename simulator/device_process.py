@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import tty
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -42,7 +43,32 @@ class Event:
     at: float = field(default_factory=time.monotonic)
 
 
-class DeviceProcess:
+class EventWaits(ABC):
+    """`wait_event` over `self.events`, for any device view with a `wait_for(predicate, timeout,
+    what)` (the real firmware's DeviceProcess, the lightweight device)."""
+
+    events: list[Event]
+
+    @abstractmethod
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+        """Until `predicate()` holds; TimeoutError naming `what` after `timeout` s."""
+
+    def wait_event(self, name: str, match: Callable[[dict], bool] = lambda d: True,
+                   timeout: float = 10.0, since: int = 0) -> Event:
+        found: list[Event] = []
+
+        def look() -> bool:
+            for e in self.events[since:]:
+                if e.name == name and match(e.data):
+                    found.append(e)
+                    return True
+            return False
+
+        self.wait_for(look, timeout, f"event {name}")
+        return found[0]
+
+
+class DeviceProcess(EventWaits):
     """One device. `config` (dict) and `key` (32 bytes) are written to its flash before start,
     as provisioning would; pass None to keep what the flash already holds."""
 
@@ -281,19 +307,6 @@ class DeviceProcess:
     def wait_state(self, state: str, timeout: float = 10.0) -> None:
         self.wait_for(lambda: self.state == state, timeout, f"state {state}")
 
-    def wait_event(self, name: str, match: Callable[[dict], bool] = lambda d: True,
-                   timeout: float = 10.0, since: int = 0) -> Event:
-        found: list[Event] = []
-
-        def look() -> bool:
-            for e in self.events[since:]:
-                if e.name == name and match(e.data):
-                    found.append(e)
-                    return True
-            return False
-
-        self.wait_for(look, timeout, f"event {name}")
-        return found[0]
 
     def events_named(self, name: str) -> list[Event]:
         with self._cond:

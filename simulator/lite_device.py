@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from hcp.protocol import key_id, sign_rating
-from simulator.device_process import MAX_EVENTS, Event
+from simulator.device_process import MAX_EVENTS, Event, EventWaits
 from simulator.lite_mqtt import LiteMQTT
 
 FIRMWARE = "lite-0.1.0"
@@ -77,7 +77,7 @@ class LiteFleet:
             self.loop.close()
 
 
-class LiteDevice:
+class LiteDevice(EventWaits):
     """`config` as the firmware's (dev, hall, window, broker_host, broker_port, session_ttl_s,
     health_s, keepalive_s, invite); `key` the device key (32 bytes)."""
 
@@ -115,19 +115,6 @@ class LiteDevice:
                 raise TimeoutError(f"lite device {self.dev}: timed out waiting for {what or predicate}; "
                                    f"last events={[(e.name, e.data) for e in self.events[-8:]]}")
 
-    def wait_event(self, name: str, match: Callable[[dict], bool] = lambda d: True,
-                   timeout: float = 10.0, since: int = 0) -> Event:
-        found: list[Event] = []
-
-        def look() -> bool:
-            for e in self.events[since:]:
-                if e.name == name and match(e.data):
-                    found.append(e)
-                    return True
-            return False
-
-        self.wait_for(look, timeout, f"event {name}")
-        return found[0]
 
     @property
     def running(self) -> bool:
