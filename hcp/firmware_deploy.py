@@ -66,14 +66,18 @@ def deploy(port: str, board: str, build: Path | None = None, timeout: float = TI
         try:
             proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise DeployError(f"mpremote did not finish within {timeout:g} s on {port}") from None
+            # a port that answers, but not as a MicroPython REPL mpremote can break into
+            raise DeployError(_could_not(port, f"no raw REPL within {timeout:g} s")) from None
     out = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0:
-        last = out.splitlines()[-1] if out else f"exit status {proc.returncode}"
-        raise DeployError(f"mpremote could not install the firmware on {port}: {last}\n"
-                          f"Is it a MicroPython board, with no other program (a terminal, "
-                          f"`hcp provision`) holding the port? Unplug it, plug it in, try again.")
+        raise DeployError(_could_not(port, out.splitlines()[-1] if out else f"exit status {proc.returncode}"))
     return out
+
+
+def _could_not(port: str, why: str) -> str:
+    return (f"mpremote could not install the firmware on {port}: {why}\n"
+            f"Is it a MicroPython board, with no other program (a terminal, `hcp provision`) "
+            f"holding the port? Unplug it, plug it in, try again.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,11 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the board file to deploy (default rp2_pico_w)")
     parser.add_argument("--from", dest="build", type=Path, default=None,
                         help="an `hcp firmware build` output to deploy (default: build now)")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_S,
+                        help=f"seconds mpremote may take in all (default {TIMEOUT_S})")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     try:
-        deploy(args.port, args.board, args.build)
+        deploy(args.port, args.board, args.build, args.timeout)
     except (DeployError, BuildError) as exc:
         print(f"hcp firmware deploy: {exc}", file=sys.stderr)
         return 1

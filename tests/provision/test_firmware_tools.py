@@ -68,9 +68,12 @@ def test_deploy_to_something_that_is_not_a_micropython_repl_is_a_clear_error(tmp
     dev = DeviceProcess(tmp_path / "flash", console="pty").start()
     try:
         started = time.monotonic()
+        # The firmware keeps answering its console (no hang, no watchdog reset): mpremote waits
+        # for a raw REPL that never comes, until the deploy's time limit.
         code = main(["firmware", "deploy", "--port", dev.console_path, "--board", "host",
-                     "--from", str(out)])
+                     "--from", str(out), "--timeout", "15"])
         assert code == 1 and time.monotonic() - started < 60
+        assert dev.running
         err = capsys.readouterr().err
         assert f"mpremote could not install the firmware on {dev.console_path}" in err
         assert "Is it a MicroPython board" in err
