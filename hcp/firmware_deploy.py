@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from hcp.firmware_build import BOARDS, BuildError, build_mpy_firmware
+from hcp.firmware_build import BOARDS, BuildError, build_mpy_firmware, find_tool
 
 # Run on the board before copying: `lib/` exists, no stale source module shadows a new .mpy.
 PREPARE = ("import os\n"
@@ -30,10 +29,10 @@ class DeployError(RuntimeError):
 
 
 def find_mpremote() -> str:
-    for c in (shutil.which("mpremote"), str(Path(sys.executable).parent / "mpremote")):
-        if c and os.path.exists(c):
-            return c
-    raise DeployError("mpremote not found: run `./run.sh setup` (pip installs mpremote)")
+    found = find_tool("mpremote")
+    if found is None:
+        raise DeployError("mpremote not found: run `./run.sh setup` (pip installs mpremote)")
+    return found
 
 
 def deploy_command(mpremote: str, port: str, build: Path, board: str) -> list[str]:

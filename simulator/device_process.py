@@ -54,11 +54,22 @@ class EventWaits(ABC):
         """Until `predicate()` holds; TimeoutError naming `what` after `timeout` s."""
 
     def wait_event(self, name: str, match: Callable[[dict], bool] = lambda d: True,
-                   timeout: float = 10.0, since: int = 0) -> Event:
+                   timeout: float = 10.0, since: int = 0, after: float | None = None) -> Event:
+        """The first event `name` matching, from position `since` of `events`, or seen at or after
+        monotonic time `after` (a restarted device starts a new list: positions cannot be kept)."""
         found: list[Event] = []
 
         def look() -> bool:
-            for e in self.events[since:]:
+            if after is None:
+                candidates = self.events[since:]
+            else:  # newest first, back to `after` only: the list can be long
+                candidates = []
+                for e in reversed(self.events):
+                    if e.at < after:
+                        break
+                    candidates.append(e)
+                candidates.reverse()
+            for e in candidates:
                 if e.name == name and match(e.data):
                     found.append(e)
                     return True

@@ -232,8 +232,8 @@ class Sim:
             self.tally.services += 1
         session = answer.get("session")
         try:
-            _wait_after(seat.device, "session", lambda d: d.get("op") == "open" and d.get("sess") == session,
-                        t, PROMPT_WAIT_S)
+            seat.device.wait_event("session", lambda d: d.get("op") == "open" and d.get("sess") == session,
+                                   PROMPT_WAIT_S, after=t)
         except TimeoutError:
             with self.tally.lock:
                 self.tally.no_prompt += 1
@@ -261,7 +261,7 @@ class Sim:
         t = time.monotonic()
         try:
             seat.device.tap(score)
-            e = _wait_after(seat.device, "rating", lambda d: True, t, RATING_WAIT_S)
+            e = seat.device.wait_event("rating", timeout=RATING_WAIT_S, after=t)
         except (TimeoutError, RuntimeError, OSError):
             with self.tally.lock:
                 self.tally.not_taken += 1
@@ -279,8 +279,8 @@ class Sim:
             t = time.monotonic()
             try:
                 seat.device.tap("invite")
-                _wait_after(seat.device, "session", lambda d: d.get("op") == "open" and d.get("sess") is None,
-                            t, RATING_WAIT_S)
+                seat.device.wait_event("session", lambda d: d.get("op") == "open" and d.get("sess") is None,
+                                       RATING_WAIT_S, after=t)
             except (TimeoutError, RuntimeError, OSError):
                 continue
             if self._press(seat, 5, None) is not None:
@@ -454,21 +454,3 @@ class Sim:
             if not seat.device.running:
                 seat.device.start()
             seat.device.network(True)
-
-
-def _wait_after(device: Any, name: str, match: Callable[[dict], bool], since: float, timeout: float) -> Any:
-    """The first event `name` matching, seen at or after monotonic `since` (a restarted device
-    starts a new event list, so positions cannot be kept)."""
-    found: list[Any] = []
-
-    def look() -> bool:
-        for e in reversed(device.events):
-            if e.at < since:
-                return False
-            if e.name == name and match(e.data):
-                found.append(e)
-                return True
-        return False
-
-    device.wait_for(look, timeout, f"event {name}")
-    return found[0]
