@@ -18,10 +18,13 @@ Rounds (`--rounds`, each `--ratings`/rounds ratings), each:
    (same DDL: constraints, indexes, foreign keys), in the same database:
    - raw: rating rows, `--raw-txn` (500) rows per transaction, executemany;
    - raw COPY (PostgreSQL): the same rows with COPY, one COPY per transaction of 500;
-   - raw items: each API batch's own rows (its ratings and services), one transaction per batch.
+   - raw items: each API batch's own rows (its ratings and services), one transaction per batch;
+   - raw records: the same with the ledger entries of those ratings and services, which every
+     ingest must write (the issue's ledger): a floor under any design of the hub.
 `ratio` = api ratings/s / raw ratings rows/s, per round, median over the rounds (PostgreSQL: against
 COPY, the driver's fastest way in; `ratio_executemany` against executemany). `ratio_items` = api
-items/s / raw items/s (the services' rows included on both sides). Goal: ratio >= 0.3 and >= 20,000
+items/s / raw items/s (the services' rows included on both sides). `ratio_ceiling` = raw records
+ratings/s / the ratio's baseline: the ratio a hub that spent nothing but those inserts would reach. Goal: ratio >= 0.3 and >= 20,000
 ratings/s. CPU seconds per phase: the hub process, PostgreSQL, this process (the clients), the
 machine's busy cores (2 on this machine: the hub, the database and the clients share them) and the
 cores busy with anything else (`others_busy_cores`: a shared machine's load). `cpu_ratio` compares
@@ -85,6 +88,8 @@ UNIT = "长春市政务服务中心"
 RATING_KEY = "seq"  # the ratings table's ingest order (hub/migrations.py)
 RAW_RATINGS, RAW_COPY = "bench_raw_ratings", "bench_raw_ratings_copy"
 RAW_ITEM_RATINGS, RAW_ITEM_SERVICES = "bench_raw_item_ratings", "bench_raw_item_services"
+RAW_REC_RATINGS, RAW_REC_SERVICES, RAW_REC_LEDGER = ("bench_raw_rec_ratings", "bench_raw_rec_services",
+                                                     "bench_raw_rec_ledger")
 
 
 # ---------------------------------------------------------------------------- the workload
@@ -259,7 +264,8 @@ def run_backend(db: Database, args: argparse.Namespace, workdir: Path) -> dict[s
         warm = pool.post(warm_batches)
         if warm.problems or warm.statuses["accepted"] != sum(b.items for b in warm_batches):
             raise RuntimeError(f"warm-up: {dict(warm.statuses)}; {warm.problems[:5]}")
-        clones = [(RAW_RATINGS, "ratings"), (RAW_ITEM_RATINGS, "ratings"), (RAW_ITEM_SERVICES, "services")]
+        clones = [(RAW_RATINGS, "ratings"), (RAW_ITEM_RATINGS, "ratings"), (RAW_ITEM_SERVICES, "services"),
+                  (RAW_REC_RATINGS, "ratings"), (RAW_REC_SERVICES, "services"), (RAW_REC_LEDGER, "ledger")]
         if db.backend == "postgres":
             clones.append((RAW_COPY, "ratings"))
         for clone, table in clones:
@@ -267,6 +273,8 @@ def run_backend(db: Database, args: argparse.Namespace, workdir: Path) -> dict[s
         rating_cols = db.columns("ratings")
         at_dev, at_n = rating_cols.index("device"), rating_cols.index("n")
         at_sid = db.columns("services").index("id")
+        ledger_cols = db.columns("ledger")
+        at_kind, at_ref = ledger_cols.index("kind"), ledger_cols.index("ref")
         api_meter = CpuMeter({"hub": lambda: [hub_pid], "bench": lambda: [os.getpid()],
                               **db.cpu_groups()})
         raw_meter = CpuMeter({"bench": lambda: [os.getpid()], **db.cpu_groups()})
@@ -279,6 +287,7 @@ def run_backend(db: Database, args: argparse.Namespace, workdir: Path) -> dict[s
             batches = make_batches(items, args.batch)
             n_items = sum(b.items for b in batches)
             before = db.scalar(f"SELECT COALESCE(MAX({RATING_KEY}), 0) FROM ratings")
+            ledger_before = db.scalar("SELECT COALESCE(MAX(seq), 0) FROM ledger")
             api_meter.start()
             posted = pool.post(batches)
             api = {"s": round(posted.wall_s, 3), **api_meter.used(posted.wall_s)}
@@ -294,17 +303,21 @@ def run_backend(db: Database, args: argparse.Namespace, workdir: Path) -> dict[s
                                      f"{len(posted_keys - set(by_key))} of {per_round} posted missing")
             service_rows = {row[at_sid]: row for row in db.rows_where_in(
                 "services", "id", [sid for b in batches for sid in b.services])}
+            ledger_rows = {(row[at_kind], row[at_ref]): row
+                           for row in db.rows_after("ledger", "seq", ledger_before)}
             rnd = {"ratings": per_round, "items": n_items, "batches": len(batches), "api": api,
                    "api_ratings_per_s": round(per_round / posted.wall_s),
                    "api_items_per_s": round(n_items / posted.wall_s),
-                   **raw_phases(db, args.raw_txn, raw_meter, rows, batches, by_key, service_rows)}
+                   **raw_phases(db, args.raw_txn, raw_meter, rows, batches, by_key, service_rows,
+                                ledger_rows)}
             rounds.append(rnd)
             log(f"{db.backend} round {r}: api {rnd['api_ratings_per_s']:,} ratings/s "
                 f"({rnd['api_items_per_s']:,} items/s, hub CPU {api['hub_cpu_s']} s, busy cores "
                 f"{api['machine_busy_cores']}, others' {api['others_busy_cores']}); "
                 f"raw executemany {rnd['raw_rows_per_s']:,} rows/s"
                 + (f", COPY {rnd['raw_copy_rows_per_s']:,} rows/s" if "raw_copy" in rnd else "")
-                + f"; raw items {rnd['raw_items_per_s']:,}/s")
+                + f"; raw items {rnd['raw_items_per_s']:,}/s; raw records "
+                f"{rnd['raw_records_ratings_per_s']:,} ratings/s")
         profile = profiler.stop() if profiler else None
         profiler = None
         stored = db.scalar("SELECT COUNT(*) FROM ratings")
@@ -322,9 +335,12 @@ def run_backend(db: Database, args: argparse.Namespace, workdir: Path) -> dict[s
 
 
 def raw_phases(db: Database, txn_rows: int, meter: CpuMeter, rows: list[tuple], batches: list[Batch],
-               by_key: dict[tuple[str, int], tuple], service_rows: dict[str, tuple]) -> dict[str, Any]:
+               by_key: dict[tuple[str, int], tuple], service_rows: dict[str, tuple],
+               ledger_rows: dict[tuple[str, str], tuple]) -> dict[str, Any]:
     """The round's raw inserts, timed: the rating rows `txn_rows` per transaction by executemany,
-    by COPY (PostgreSQL), and each API batch's rows (ratings and services) per transaction."""
+    by COPY (PostgreSQL), each API batch's rows (ratings and services) per transaction, and each
+    batch's records: its ratings and services with their ledger entries, the rows the issue asks of
+    every ingest (the hub's other rows, rollups, counters and gaps, are left out: this is a floor)."""
     ratings = len(rows)
     items = sum(b.items for b in batches)
     raw = timed(meter, lambda: [db.transaction([(RAW_RATINGS, list(chunk))])
@@ -336,7 +352,13 @@ def raw_phases(db: Database, txn_rows: int, meter: CpuMeter, rows: list[tuple], 
     raw_items = timed(meter, lambda: [db.transaction([
         (RAW_ITEM_RATINGS, [by_key[k] for k in b.ratings]),
         (RAW_ITEM_SERVICES, [service_rows[s] for s in b.services])]) for b in batches])
-    return out | {"raw_items": raw_items, "raw_items_per_s": round(items / raw_items["s"])}
+    out |= {"raw_items": raw_items, "raw_items_per_s": round(items / raw_items["s"])}
+    records = timed(meter, lambda: [db.transaction([
+        (RAW_REC_RATINGS, [by_key[k] for k in b.ratings]),
+        (RAW_REC_SERVICES, [service_rows[s] for s in b.services]),
+        (RAW_REC_LEDGER, [ledger_rows[("rating", f"{dev}:{n}")] for dev, n in b.ratings]
+         + [ledger_rows[("service", s)] for s in b.services])]) for b in batches])
+    return out | {"raw_records": records, "raw_records_ratings_per_s": round(ratings / records["s"])}
 
 
 def timed(meter: CpuMeter, work: Any) -> dict[str, Any]:
@@ -387,6 +409,12 @@ def figures(db: Database, args: argparse.Namespace, rounds: list[dict], latencie
            if db.backend == "postgres" else {}),
         "raw_items_per_s": round(med("raw_items_per_s")),
         "ratio_items": med_ratio("api_items_per_s", "raw_items_per_s"),
+        "raw_records_ratings_per_s": round(med("raw_records_ratings_per_s")),
+        "ratio_ceiling": med_ratio("raw_records_ratings_per_s", baseline),
+        "ratio_ceiling_is": "raw records ratings/s / the ratio's baseline: each batch's ratings, "
+                            "services and their ledger entries inserted with the bare driver, one "
+                            "transaction per batch: the ratio a hub that did nothing but write the "
+                            "rows every ingest must write would reach",
         "batch_latency_ms": {"p50": round(pct(latencies, 50) * 1000, 1),
                              "p99": round(pct(latencies, 99) * 1000, 1),
                              "max": round(max(latencies) * 1000, 1)},
