@@ -27,6 +27,7 @@ from hcp.registration import (
     register_at_gateway,
     register_at_hub,
     retire_at_gateway,
+    retire_at_hub,
 )
 from hcp.serial_console import Console, ConsoleError
 
@@ -197,6 +198,11 @@ def _run(con: Console, site: Site, device: str, window: str | None, who: Technic
         check.add(f"{replace} retired", True,
                   f"was at window {was_at}; its later messages are refused" if was_at
                   else "already retired or not registered")
+        check.doing = f"{replace} retired at the hub"
+        since = retire_at_hub(site.hub, replace)
+        check.add(f"{replace} retired at the hub", True,
+                  f"since {since}: the hub refuses what its gateway receives from it later" if since
+                  else "not registered at the hub")
 
 
 def _wait_online(gateway: Service, device: str, timeout: float) -> bool:

@@ -64,3 +64,11 @@ def retire_at_gateway(gateway: Service, device: str) -> str | None:
     """Retire a replaced device -> the window it served; None if it was not registered there."""
     status, data = gateway.call("POST", f"/api/v1/devices/{device}/retire", {}, ok=(200, 404))
     return data["window"] if status == 200 else None
+
+
+def retire_at_hub(hub: Service, device: str) -> str | None:
+    """Retire a replaced device at the hub too (after the gateway, so every item the gateway took
+    from it before was received before this) -> the hub's retirement time; None if it was not
+    registered there. Items its gateway received from it after that are refused by the hub."""
+    status, data = hub.call("POST", f"/api/v1/devices/{device}/retire", None, ok=(200, 404))
+    return data["retired_at"] if status == 200 else None

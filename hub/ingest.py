@@ -17,9 +17,11 @@ Rules, in order, for each item:
   raises an alert (`tampering` for ratings, `service_conflict`, `health_conflict`,
   `alert_conflict`), whether or not it is signed. An alert state whose alert id is stored for
   another device, alert kind or raise time is a `conflict` too (the gateway reused its alert ids);
-- a new rating: `unknown_device` (not registered, or registered to another hall), `unknown_key`
-  (kid is none of the device's keys), `bad_signature`; else `accepted`;
-- a new health or alert state: `unknown_device` (as for ratings); else `accepted`. The raise and
+- a new rating: `unknown_device` (not registered, or registered to another hall),
+  `retired_device` (the gateway received it after the device was retired: a replacement took its
+  window), `unknown_key` (kid is none of the device's keys), `bad_signature`; else `accepted`;
+- a new health or alert state: `unknown_device`, `retired_device` (as for ratings, by its receive
+  or raise/clear time); else `accepted`. The raise and
   the clear of one gateway alert make one alert row, whichever arrives first.
 Items are decided in order, so an item repeated inside one batch is `duplicate` the second time.
 """
@@ -484,6 +486,17 @@ class DeviceKeys:
     hall: str
     window: str
     keys: Mapping[str, bytes]  # kid -> key
+    retired_at: str | None = None  # replaced (hub time, UTC ISO): later items are refused
+
+    def retired_by(self, at: str) -> bool:
+        """Was the device retired when the gateway received an item at `at` (ISO 8601)? A time
+        that cannot be read counts as after: a retired device's item is refused, not guessed."""
+        if self.retired_at is None:
+            return False
+        try:
+            return unix_ms(at) >= unix_ms(self.retired_at)
+        except (ValueError, TypeError):
+            return True
 
 
 @dataclass(frozen=True)
@@ -606,6 +619,10 @@ def decide(items: Iterable[ParsedItem], devices: Mapping[str, DeviceKeys],
         known = devices.get(device)
         return known is not None and known.hall == hall
 
+    def retired(device: str, at: str) -> bool:
+        known = devices.get(device)
+        return known is not None and known.retired_by(at)
+
     for item in items:
         if isinstance(item, BadItem):
             reject(item.key, item.reason, item.raw)
@@ -618,6 +635,8 @@ def decide(items: Iterable[ParsedItem], devices: Mapping[str, DeviceKeys],
                 conflict("health_conflict", item.key, item.raw, stored, posted)
             elif not registered_here(item.device, item.hall):
                 reject(item.key, "unknown_device", item.raw)
+            elif retired(item.device, item.received_at):
+                reject(item.key, "retired_device", item.raw)
             else:
                 stored_health[ident] = posted
                 plan.health.append(item)
@@ -634,6 +653,8 @@ def decide(items: Iterable[ParsedItem], devices: Mapping[str, DeviceKeys],
                 conflict("alert_conflict", item.key, item.raw, other, posted)  # type: ignore[arg-type]
             elif not registered_here(item.device, item.hall):
                 reject(item.key, "unknown_device", item.raw)
+            elif retired(item.device, item.cleared_at or item.raised_at):
+                reject(item.key, "retired_device", item.raw)
             else:
                 merged = DeviceAlertRow.merge(row, item)
                 stored_alerts[item.id] = plan.device_alerts[item.id] = merged
@@ -664,6 +685,8 @@ def decide(items: Iterable[ParsedItem], devices: Mapping[str, DeviceKeys],
                     plan.alerts.append(("tampering", item.key, _compact(detail)))
             elif not known:
                 reject(item.key, "unknown_device", item.raw)
+            elif device.retired_by(item.received_at):  # type: ignore[union-attr]
+                reject(item.key, "retired_device", item.raw)
             elif key is None:
                 reject(item.key, "unknown_key", item.raw)
             elif not rating.verify(key):

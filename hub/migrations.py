@@ -552,6 +552,14 @@ INSERT INTO stats_rebuild (id) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM stats_re
 """
 
 
+# Retired devices (docs/hub.md, "Replacing a device"): a device a replacement took the window of
+# keeps its row, keys and history; items the gateway received from it after `retired_at` are refused
+# (`retired_device`) until it is registered again.
+_RETIRED = """
+ALTER TABLE devices ADD COLUMN retired_at TEXT;
+"""
+
+
 # ---------------------------------------------------------------------------- the list
 
 
@@ -579,6 +587,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _SQLITE_OVERVIEW, _PG_OVERVIEW),
     Migration("statistics: month rows in the coarse rollups, key column `period`; rebuilt at the "
               "next start", _STATS_MONTHS, _STATS_MONTHS),
+    Migration("retired devices: devices.retired_at", _RETIRED, _RETIRED),
 )
 SCHEMA_VERSION = len(MIGRATIONS)  # the newest version this code knows
 

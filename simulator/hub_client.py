@@ -54,6 +54,11 @@ class HubClient:
         response.raise_for_status()
         return response.json()
 
+    def devices(self, **filters: Any) -> list[dict]:
+        """The devices overview (GET /api/v1/devices): presence, last seen, open alerts."""
+        return self._admin("GET", "/api/v1/devices",
+                           params={k: v for k, v in filters.items() if v is not None}).json()
+
     def rejections(self, **params: Any) -> dict:
         return self._admin("GET", "/api/v1/ingest/rejections", params=params).json()
 

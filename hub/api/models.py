@@ -82,6 +82,14 @@ class DeviceRegistered(BaseModel):
     kid: str = Field(examples=["4773d12e"])
 
 
+class DeviceRetiredOut(BaseModel):
+    device: str
+    hall: str
+    window: str = Field(description="the window it served (the replacement's now)")
+    retired_at: str = Field(description="hub time, UTC; items its gateway received from it since "
+                                        "are refused `retired_device`")
+
+
 # ---------------------------------------------------------------------------- ingest
 
 
@@ -444,9 +452,12 @@ class DeviceOverviewOut(BaseModel):
     region: str | None = Field(description="the hall's region; null while the hall is in none")
     window: str = Field(description="the window the device is registered for at the hub")
     kid: str | None = Field(description="the current key's id")
-    presence: Literal["online", "offline", "unknown"] = Field(
-        description="`offline` while the gateway's `offline` alert is open, else the newest health's "
-                    "presence; `unknown`: neither says (no health yet, or the gateway never saw it)")
+    presence: Literal["online", "offline", "unknown", "retired"] = Field(
+        description="`retired` once a replacement took its window; else `offline` while the "
+                    "gateway's `offline` alert is open, else the newest health's presence; "
+                    "`unknown`: neither says (no health yet, or the gateway never saw it)")
+    retired_at: str | None = Field(default=None, description="when it was retired (hub time, UTC); "
+                                   "items its gateway received from it since are refused")
     last_seen: str | None = Field(description="`received_at` of the newest health snapshot")
     firmware: str | None = Field(description="`fw` of the newest health snapshot")
     health: HealthFigures | None = Field(description="null before the first health snapshot")
@@ -456,7 +467,7 @@ class DeviceOverviewOut(BaseModel):
     def of(cls, d: DeviceRecord) -> DeviceOverviewOut:
         h = d.health
         return cls(device=d.device, hall=d.hall, region=d.region, window=d.window, kid=d.kid,
-                   presence=d.presence,  # type: ignore[arg-type]
+                   presence=d.presence, retired_at=d.retired_at,  # type: ignore[arg-type]
                    last_seen=h.received_at if h is not None else None,
                    firmware=_str(h.health.get("fw")) if h is not None else None,
                    health=HealthFigures.of(h) if h is not None else None,

@@ -15,6 +15,7 @@ from .base import (
     RegionRecord,
     RejectionRecord,
     RejectionSummary,
+    RetiredDevice,
     StoredDeviceAlert,
     StoredGap,
     StoredHealth,
@@ -25,7 +26,7 @@ from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 
 __all__ = ["AlertRecord", "DeviceGaps", "DeviceRecord", "GatewayRecord", "HallRecord", "HubStore", "KeyIdCollision",
-           "PostgresStore", "RegionRecord", "RejectionRecord", "RejectionSummary", "SQLiteStore",
+           "PostgresStore", "RegionRecord", "RejectionRecord", "RejectionSummary", "RetiredDevice", "SQLiteStore",
            "StoredDeviceAlert", "StoredGap", "StoredHealth", "StoredRating", "UnknownRegion", "open_store", "store_for"]
 
 

@@ -126,9 +126,10 @@ class DeviceRecord:
     """A registered device, where the hub sees it: its current kid, the newest health snapshot of
     its current hall (None before the first), and the kinds of its open alerts there (sorted).
 
-    `region`: its hall's region (None while the hall is in none). `presence`: `offline` while the
-    gateway's `offline` alert for it is open, else the newest health's presence, else `unknown`.
-    `alerts_open_count`: its open alerts there (a kind may be open more than once)."""
+    `region`: its hall's region (None while the hall is in none). `presence`: `retired` once it
+    was retired (`retired_at`, hub time), else `offline` while the gateway's `offline` alert for it
+    is open, else the newest health's presence, else `unknown`. `alerts_open_count`: its open
+    alerts there (a kind may be open more than once)."""
 
     device: str
     hall: str
@@ -141,6 +142,17 @@ class DeviceRecord:
     region: str | None
     presence: str
     alerts_open_count: int
+    retired_at: str | None = None
+
+
+@dataclass(frozen=True)
+class RetiredDevice:
+    """A device retired (replaced): where it was, and since when (hub time, UTC ISO 8601)."""
+
+    device: str
+    hall: str
+    window: str
+    retired_at: str
 
 
 @dataclass(frozen=True)
@@ -268,7 +280,14 @@ class HubStore(ABC):
 
         A new key retires the device's other keys (they keep verifying the ratings they signed).
         The same key again is a no-op. Raises KeyIdCollision for a different key with a known kid.
+        Registering a retired device brings it back into service.
         """
+
+    @abstractmethod
+    async def retire_device(self, device: str) -> RetiredDevice | None:
+        """Retire a replaced device (None if it is not registered): items its gateway received
+        from it after this moment are refused `retired_device`; its keys, ratings and history stay.
+        Retiring it again keeps the first time."""
 
     async def ingest(self, hall: str, items: Sequence[object]) -> list[ItemResult]:
         """Ingest a batch posted by `hall`'s gateway: one result per item, in order.

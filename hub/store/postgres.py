@@ -54,6 +54,7 @@ from .base import (
     RegionRecord,
     RejectionRecord,
     RejectionSummary,
+    RetiredDevice,
     DeviceGaps,
     StoredDeviceAlert,
     StoredGap,
@@ -73,8 +74,7 @@ RETRYABLE = (errors.UniqueViolation, errors.DeadlockDetected, errors.Serializati
 # Ingest look-ups, in the order a batch runs them. Each is driven by the batch's keys:
 # one index probe per key, never a scan of a table's history.
 LOCK_DEVICES = "SELECT device FROM devices WHERE device = ANY(%s::text[]) ORDER BY device FOR NO KEY UPDATE"
-LOAD_DEVICES = ("SELECT d.device, d.hall, d.window_id, k.kid, k.key_hex FROM devices d "
-                "LEFT JOIN device_keys k ON k.device = d.device WHERE d.device = ANY(%s::text[])")
+LOAD_DEVICES = f"{tables.LOAD_DEVICES} WHERE d.device = ANY(%s::text[])"
 LOAD_RATINGS = ("SELECT r.hall, r.device, r.n, r.boot, r.mono, r.session, r.score, r.kid, r.sig "
                 "FROM unnest(%s::text[], %s::bigint[]) AS k(device, n) "
                 "JOIN ratings r ON r.device = k.device AND r.n = k.n")
@@ -246,10 +246,7 @@ class PostgresStore(HubStore):
         async with self._transaction() as conn:
             # The upsert locks the device's row first: registrations of one device run one at a time.
             await conn.execute(
-                "INSERT INTO devices (device, hall, window_id, registered_at, updated_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (device) DO UPDATE SET hall = excluded.hall, "
-                "window_id = excluded.window_id, updated_at = excluded.updated_at",
-                (device, hall, window, now, now))
+                tables.REGISTER_DEVICE_SQL.format(p="%s"), (device, hall, window, now, now))
             stored = await self._value(conn, "SELECT key_hex FROM device_keys WHERE device = %s AND kid = %s",
                                        (device, kid))
             if stored is not None and stored != key.hex():
@@ -264,6 +261,12 @@ class PostgresStore(HubStore):
             await conn.execute("UPDATE device_keys SET retired_at = %s "
                                "WHERE device = %s AND kid != %s AND retired_at IS NULL", (now, device, kid))
         return kid
+
+    async def retire_device(self, device: str) -> RetiredDevice | None:
+        async with self._transaction() as conn:
+            await conn.execute(tables.RETIRE_DEVICE_SQL.format(p="%s"), (now := tables.now(), now, device))
+            rows = await (await conn.execute(tables.RETIRED_DEVICE_SQL.format(p="%s"), (device,))).fetchall()
+        return RetiredDevice(*rows[0]) if rows else None
 
     # ------------------------------------------------------------------------ regions and halls
 
@@ -351,13 +354,8 @@ class PostgresStore(HubStore):
     async def _load_devices(self, conn: AsyncConnection, ids: set[str]) -> dict[str, DeviceKeys]:
         if not ids:
             return {}
-        found: dict[str, tuple[str, str, dict[str, bytes]]] = {}
         rows = await (await conn.execute(LOAD_DEVICES, (sorted(ids),))).fetchall()
-        for device, hall, window, kid, key_hex in rows:
-            entry = found.setdefault(device, (hall, window, {}))
-            if kid is not None:
-                entry[2][kid] = bytes.fromhex(key_hex)
-        return {device: DeviceKeys(hall, window, keys) for device, (hall, window, keys) in found.items()}
+        return tables.device_keys(rows)
 
     async def _load_ratings(self, conn: AsyncConnection,
                             keys: set[tuple[str, int]]) -> dict[tuple[str, int], Rating]:

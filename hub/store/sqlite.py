@@ -48,6 +48,7 @@ from .base import (
     RegionRecord,
     RejectionRecord,
     RejectionSummary,
+    RetiredDevice,
     DeviceGaps,
     StoredDeviceAlert,
     StoredGap,
@@ -237,10 +238,7 @@ class SQLiteStore(HubStore):
             if rows and rows[0][0] != key.hex():
                 raise KeyIdCollision(f"device {device} already has another key with kid {kid}")
             conn.execute(
-                "INSERT INTO devices (device, hall, window_id, registered_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET hall = excluded.hall, "
-                "window_id = excluded.window_id, updated_at = excluded.updated_at",
-                (device, hall, window, now, now))
+                tables.REGISTER_DEVICE_SQL.format(p="?"), (device, hall, window, now, now))
             if rows:
                 conn.execute("UPDATE device_keys SET retired_at = NULL WHERE device = ? AND kid = ?",
                              (device, kid))
@@ -253,6 +251,13 @@ class SQLiteStore(HubStore):
 
         await self._write(work)
         return kid
+
+    async def retire_device(self, device: str) -> RetiredDevice | None:
+        def work(conn: sqlite3.Connection) -> RetiredDevice | None:
+            conn.execute(tables.RETIRE_DEVICE_SQL.format(p="?"), (now := tables.now(), now, device))
+            rows = _fetch(conn, tables.RETIRED_DEVICE_SQL.format(p="?"), (device,))
+            return RetiredDevice(*rows[0]) if rows else None
+        return await self._write(work)
 
     # ------------------------------------------------------------------------ regions and halls
 
@@ -321,17 +326,10 @@ class SQLiteStore(HubStore):
         return await self._write(work)
 
     def _load_devices(self, db: sqlite3.Connection, ids: set[str]) -> dict[str, DeviceKeys]:
-        found: dict[str, tuple[str, str, dict[str, bytes]]] = {}
+        rows = []
         for chunk in _chunks(sorted(ids)):
-            marks = ",".join("?" * len(chunk))
-            for device, hall, window, kid, key_hex in _fetch(db,
-                    "SELECT d.device, d.hall, d.window_id, k.kid, k.key_hex FROM devices d "
-                    f"LEFT JOIN device_keys k ON k.device = d.device WHERE d.device IN ({marks})",
-                    chunk):
-                entry = found.setdefault(device, (hall, window, {}))
-                if kid is not None:
-                    entry[2][kid] = bytes.fromhex(key_hex)
-        return {device: DeviceKeys(hall, window, keys) for device, (hall, window, keys) in found.items()}
+            rows += _fetch(db, f"{tables.LOAD_DEVICES} WHERE d.device IN ({','.join('?' * len(chunk))})", chunk)
+        return tables.device_keys(rows)
 
     def _load_ratings(self, db: sqlite3.Connection,
                       keys: set[tuple[str, int]]) -> dict[tuple[str, int], Rating]:

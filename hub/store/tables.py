@@ -6,13 +6,13 @@ a row holds, so a new table or column is described once here and used by each ba
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from .. import ledger
 from ..defaults import DEFAULT_COLUMNS
-from ..ingest import IngestPlan
+from ..ingest import DeviceKeys, IngestPlan
 from ..default_rules import DefaultRule
 from ..gaps import Gap, GapChanges, Hole
 from .base import (
@@ -272,15 +272,16 @@ def hall_record(row: Sequence[Any]) -> HallRecord:
 
 
 # The devices read, over the aliases d (devices), hl (halls), k (the current key), h (the newest
-# device_health row): the same SQL on both backends. Presence: an open `offline` alert of the
+# device_health row): the same SQL on both backends. Presence: `retired` for a replaced device
+# (whatever its gateway last said); an open `offline` alert of the
 # gateway wins (it stays open until the device is back), else the newest health's presence (null
 # there: the gateway never saw the device), else unknown. The EXISTS is one seek in the partial
 # index of open alerts.
-PRESENCE_SQL = ("CASE WHEN EXISTS (SELECT 1 FROM device_alerts o WHERE o.hall = d.hall AND o.device = d.device "
+PRESENCE_SQL = ("CASE WHEN d.retired_at IS NOT NULL THEN 'retired' WHEN EXISTS (SELECT 1 FROM device_alerts o WHERE o.hall = d.hall AND o.device = d.device "
                 "AND o.cleared_at IS NULL AND o.alert = 'offline') THEN 'offline' "
                 "ELSE COALESCE(h.presence, 'unknown') END")
 DEVICE_COLUMNS = ("d.device, d.hall, hl.region, d.window_id, k.kid, d.registered_at, d.updated_at, "
-                  f"{PRESENCE_SQL}")
+                  f"d.retired_at, {PRESENCE_SQL}")
 DEVICE_JOINS = ("LEFT JOIN halls hl ON hl.hall = d.hall "
                 "LEFT JOIN device_keys k ON k.device = d.device AND k.retired_at IS NULL "
                 "LEFT JOIN device_health_latest l ON l.hall = d.hall AND l.device = d.device "
@@ -292,10 +293,37 @@ DEVICE_HEALTH_COLUMNS = ", ".join(f"h.{column}" for column in names(HEALTH_COLUM
 def device_record(row: Sequence[Any], open_alerts: Sequence[str]) -> DeviceRecord:
     """A row of DEVICE_COLUMNS, then DEVICE_HEALTH_COLUMNS; `open_alerts` the kind of each of its
     open alerts, sorted."""
-    device, hall, region, window, kid, registered_at, updated_at, presence, *latest = row
+    device, hall, region, window, kid, registered_at, updated_at, retired_at, presence, *latest = row
     return DeviceRecord(device, hall, window, kid, registered_at, updated_at,
                         stored_health(latest) if latest[0] is not None else None,
-                        tuple(dict.fromkeys(open_alerts)), region, presence, len(open_alerts))
+                        tuple(dict.fromkeys(open_alerts)), region, presence, len(open_alerts), retired_at)
+
+
+# Registration and retirement ({p}: the backend's parameter mark). Registering a device again
+# (its replacement back in service, a key rotation) ends a retirement.
+REGISTER_DEVICE_SQL = ("INSERT INTO devices (device, hall, window_id, registered_at, updated_at) "
+                       "VALUES ({p}, {p}, {p}, {p}, {p}) ON CONFLICT (device) DO UPDATE SET "
+                       "hall = excluded.hall, window_id = excluded.window_id, "
+                       "updated_at = excluded.updated_at, retired_at = NULL")
+# a second retirement keeps the first time: the items refused are the ones received after it
+RETIRE_DEVICE_SQL = ("UPDATE devices SET retired_at = {p}, updated_at = {p} "
+                     "WHERE device = {p} AND retired_at IS NULL")
+RETIRED_DEVICE_SQL = "SELECT device, hall, window_id, retired_at FROM devices WHERE device = {p}"
+
+# The batch's devices with every key they ever had (ingest: a rating verifies by its kid)
+LOAD_DEVICES = ("SELECT d.device, d.hall, d.window_id, d.retired_at, k.kid, k.key_hex FROM devices d "
+                "LEFT JOIN device_keys k ON k.device = d.device")
+
+
+def device_keys(rows: Iterable[Sequence[Any]]) -> dict[str, DeviceKeys]:
+    """Rows of LOAD_DEVICES -> DeviceKeys by device."""
+    found: dict[str, tuple[str, str, str | None, dict[str, bytes]]] = {}
+    for device, hall, window, retired_at, kid, key_hex in rows:
+        entry = found.setdefault(device, (hall, window, retired_at, {}))
+        if kid is not None:
+            entry[3][kid] = bytes.fromhex(key_hex)
+    return {device: DeviceKeys(hall, window, keys, retired_at)
+            for device, (hall, window, retired_at, keys) in found.items()}
 
 
 # ---------------------------------------------------------------------------- counter gaps

@@ -48,7 +48,7 @@ def test_the_overview_shows_presence_last_seen_firmware_figures_and_open_alerts(
     d06, d07, d08, d09 = devices(hub_app)
     assert d07 == {
         "device": "D07", "hall": H1, "region": "jilin", "window": "7", "kid": key_id(device_key("D07")),
-        "presence": "online", "last_seen": T2, "firmware": "0.2.0",
+        "presence": "online", "retired_at": None, "last_seen": T2, "firmware": "0.2.0",
         "health": {"boot": 3, "up": 2000, "heap": 40912, "alloc_peak": 23104, "ob": 2, "rssi": -61,
                    "clock": "set", "stuck": ["3"], "err": "ENOSPC",
                    "cnt": {"press": 5, "rate": 4, "resend": 0, "reconn": 1, "err": 0, "stuck": 0,

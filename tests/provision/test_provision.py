@@ -205,7 +205,8 @@ def test_replacing_a_broken_device_moves_its_window_and_refuses_the_old_one(hall
     with Console(new.console_path) as con:
         check = provision(con, site, "D13", None, Hands(new), replace="D12", selftest_s=3)
     assert check.passed, check.text()
-    assert check.steps[-1].name == "D12 retired" and "was at window 12" in check.steps[-1].detail
+    assert check.steps[-2].name == "D12 retired" and "was at window 12" in check.steps[-2].detail
+    assert check.steps[-1].name == "D12 retired at the hub" and check.steps[-1].ok
     assert json.loads((new.flash_dir / "config.json").read_text())["window"] == "12"
     # the window's prompts go to the new device
     session = gw.post_event(window="12")["session"]
@@ -220,3 +221,5 @@ def test_replacing_a_broken_device_moves_its_window_and_refuses_the_old_one(hall
     time.sleep(1)
     assert [e.data for e in old.events_named("ack") if e.data["n"] == 2] == []
     assert [r["id"] for r in hub.ratings(device="D12")] == ["D12:1"]
+    [d12] = hub.devices(presence="retired")
+    assert d12["device"] == "D12" and d12["retired_at"]

@@ -23,7 +23,7 @@ async def devices_overview(
         store: StoreDep,
         hall: Annotated[str | None, Query(pattern=HALL_PATTERN)] = None,
         region: Annotated[str | None, Query(pattern=REGION_PATTERN)] = None,
-        presence: Literal["online", "offline", "unknown"] | None = None,
+        presence: Literal["online", "offline", "unknown", "retired"] | None = None,
         after: Annotated[str | None, Query(pattern=AFTER_PATTERN, examples=["H1/D07"],
                                            description="`{hall}/{device}` of the previous page's "
                                                        "last device: the page after it")] = None,

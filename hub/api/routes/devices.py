@@ -1,8 +1,10 @@
-from fastapi import APIRouter, Depends, HTTPException, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, status
 
 from ...store import KeyIdCollision
 from ..deps import ADMIN_ERRORS, BODY_ERRORS, StoreDep, require_admin
-from ..models import DeviceRegistered, DeviceRegistration
+from ..models import DEVICE_PATTERN, DeviceRegistered, DeviceRegistration, DeviceRetiredOut
 
 router = APIRouter(tags=["registration"], dependencies=[Depends(require_admin)],
                    responses=ADMIN_ERRORS | BODY_ERRORS)
@@ -21,3 +23,19 @@ async def register_device(body: DeviceRegistration, store: StoreDep) -> DeviceRe
     except KeyIdCollision as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     return DeviceRegistered(device=body.device, kid=kid)
+
+
+@router.post("/devices/{device}/retire", response_model=DeviceRetiredOut,
+             responses={404: {"description": "no such device"}})
+async def retire_device(device: Annotated[str, Path(pattern=DEVICE_PATTERN)],
+                        store: StoreDep) -> DeviceRetiredOut:
+    """Retire a device a replacement took the window of (admin; `hcp provision --replace` calls it
+    after the gateway's own retirement). Items its gateway received from it after this moment are
+    refused `retired_device`; its keys, ratings and history stay. Retiring it again keeps the first
+    time; registering it again brings it back into service.
+    """
+    retired = await store.retire_device(device)
+    if retired is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {device}")
+    return DeviceRetiredOut(device=retired.device, hall=retired.hall, window=retired.window,
+                            retired_at=retired.retired_at)
