@@ -19,6 +19,8 @@ from .api.routes import api_router
 from .config import HubSettings
 from .store import HubStore, open_store
 from .workdays import WorkCalendar
+from .web import dashboard as dashboard_pages
+from .web import results as results_pages
 
 log = logging.getLogger("hub.defaults")
 
@@ -54,6 +56,9 @@ def create_app(settings: HubSettings, *, on_ready: Callable[[], None] | None = N
                 job.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
+            checker = getattr(app.state, "ledger_checker", None)
+            if checker is not None:
+                await checker.stop()  # a verification running for the dashboard
             await store.close()
 
     app = FastAPI(title="haochaping hub", version=__version__, description=DESCRIPTION,
@@ -63,6 +68,8 @@ def create_app(settings: HubSettings, *, on_ready: Callable[[], None] | None = N
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.include_router(api_router)
+    app.include_router(dashboard_pages.router)  # operator dashboard and bulletins (docs/dashboard.md)
+    app.include_router(results_pages.router)  # public results, no sign-in
     return app
 
 

@@ -41,6 +41,9 @@ class HubSettings(BaseSettings):
                                        description="run the default-rating job this often; 0: never")
     defaults_lookback_days: int = Field(default=90, ge=1, le=3660,
                                         description="services stored longer ago are not looked at again")
+    public_staff_results: bool = Field(default=True, description="the public results page lists each staff id's "
+                                       "evaluation rate and satisfaction (seed 001 posts them monthly); "
+                                       "false: halls and units only (docs/dashboard.md)")
 
     @field_validator("db_url")
     @classmethod

@@ -560,6 +560,26 @@ ALTER TABLE devices ADD COLUMN retired_at TEXT;
 """
 
 
+# The dashboard's ledger verifications (docs/dashboard.md, "Ledger"): a full verify reads every
+# entry and record (minutes on years of data), so the dashboard shows the last one's result and
+# when it ran instead of verifying per page view. One row per finished run, newest by id.
+_LEDGER_CHECKS = """
+CREATE TABLE ledger_checks (
+    id           {id},
+    started_at   TEXT NOT NULL,     -- hub time, UTC ISO 8601
+    finished_at  TEXT NOT NULL,
+    requested_by TEXT NOT NULL,     -- who asked (user id, or 'admin-token')
+    ok           {bool} NOT NULL,
+    entries      {int} NOT NULL,
+    head_seq     {int} NOT NULL,
+    head_hash    TEXT NOT NULL,
+    problems     {int} NOT NULL,
+    result       TEXT NOT NULL,     -- the verification's JSON (GET /api/v1/ledger/verify's shape)
+    error        TEXT               -- the verification itself failed (database error): why
+);
+"""
+
+
 # ---------------------------------------------------------------------------- the list
 
 
@@ -588,6 +608,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("statistics: month rows in the coarse rollups, key column `period`; rebuilt at the "
               "next start", _STATS_MONTHS, _STATS_MONTHS),
     Migration("retired devices: devices.retired_at", _RETIRED, _RETIRED),
+    Migration("the dashboard's ledger verifications: ledger_checks",
+              _LEDGER_CHECKS.format(id="INTEGER PRIMARY KEY", bool="INTEGER", int="INTEGER"),
+              _LEDGER_CHECKS.format(id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", bool="BOOLEAN",
+                                    int="BIGINT")),
 )
 SCHEMA_VERSION = len(MIGRATIONS)  # the newest version this code knows
 

@@ -7,6 +7,7 @@ backends differ only in how they look things up and write them.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -497,6 +498,38 @@ class HubStore(ABC):
         """Row counts: gateways, devices, device_keys, services, ratings, device_health,
         device_alerts, rejections, alerts, rating_gaps, rating_gap_holes."""
 
+    # ------------------------------------------------------------------------ the dashboard
+
+    @abstractmethod
+    async def record_ledger_check(self, check: dashboard_sql.LedgerCheck) -> dashboard_sql.LedgerCheck:
+        """Store a finished ledger verification the dashboard ran; -> it with its id."""
+
+    async def last_ledger_check(self) -> dashboard_sql.LedgerCheck | None:
+        """The newest stored ledger verification, or None before the first."""
+        rows = await self._rows(dashboard_sql.last_ledger_check_sql())
+        return dashboard_sql.ledger_check(rows[0]) if rows else None
+
+    async def hall_alerts(self, *, halls: Sequence[str] | None, kind: str | None = None,
+                          limit: int = 100) -> list[AlertRecord]:
+        """The hub's own alerts (`alerts`) raised in these halls (None: every hall), of `kind` if
+        given, newest first, at most `limit`."""
+        params: list[Any] = [kind] if kind is not None else []
+        params += list(halls) if halls is not None else []
+        rows = await self._rows(dashboard_sql.hall_alerts_sql(
+            self.param, None if halls is None else len(halls), kind is not None), [*params, limit])
+        return [AlertRecord(at, k, hall, key, json.loads(detail)) for at, k, hall, key, detail in rows]
+
+    async def unit_stats(self, unit: str, first: str, last: str, *,
+                         halls: Sequence[str] | None = None) -> list[dashboard_sql.UnitRow]:
+        """The figures of `unit` (a service's or binding's unit) on days `first`..`last` (YYYY-MM-DD,
+        China), per (hall, staff member), in these halls (None: every hall), from the finest
+        statistics rollup; sorted by hall, then staff (none last)."""
+        params = [unit, first, last, *(halls or [])]
+        rows = await self._rows(dashboard_sql.unit_rows_sql(self.param, None if halls is None else len(halls)),
+                                params)
+        found = [dashboard_sql.unit_row(row) for row in rows]
+        return sorted(found, key=lambda r: (r.hall, r.staff_id is None, r.staff_id or ""))
+
 
 # last: tables.py builds rows and records from the dataclasses above (the shared SQL lives there)
-from . import tables  # noqa: E402
+from . import dashboard_sql, tables  # noqa: E402

@@ -44,6 +44,7 @@ from ..gaps import GapBook
 from ..migrations import BACKFILLS, POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE
 from ..stats import Rebuilt, StatsQuery, StatsRow
 from . import postgres_rollups, rollups, tables
+from . import dashboard_sql
 from .base import (
     AlertRecord,
     DeviceRecord,
@@ -695,3 +696,10 @@ class PostgresStore(HubStore):
         sql = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM {t}" for t in tables.COUNTED_TABLES)
         return {table: count for table, count in await self._rows(sql)}
 
+    # ------------------------------------------------------------------------ the dashboard
+
+    async def record_ledger_check(self, check: dashboard_sql.LedgerCheck) -> dashboard_sql.LedgerCheck:
+        async with self._transaction() as conn:
+            row = await (await conn.execute(dashboard_sql.insert_ledger_check_sql("%s"),
+                                            check.insert_row())).fetchone()
+        return dashboard_sql.ledger_check(row)

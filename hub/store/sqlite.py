@@ -38,6 +38,7 @@ from ..gaps import GapBook
 from ..migrations import BACKFILLS, SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
 from ..stats import Rebuilt, StatsQuery, StatsRow
 from . import rollups, sqlite_rollups, tables
+from . import dashboard_sql
 from .base import (
     AlertRecord,
     DeviceRecord,
@@ -669,3 +670,11 @@ class SQLiteStore(HubStore):
     async def counts(self) -> dict[str, int]:
         sql = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM {t}" for t in tables.COUNTED_TABLES)
         return {table: count for table, count in await self._rows(sql)}
+
+    # ------------------------------------------------------------------------ the dashboard
+
+    async def record_ledger_check(self, check: dashboard_sql.LedgerCheck) -> dashboard_sql.LedgerCheck:
+        def work(conn: sqlite3.Connection) -> dashboard_sql.LedgerCheck:
+            rows = _fetch(conn, dashboard_sql.insert_ledger_check_sql("?"), check.insert_row())
+            return dashboard_sql.ledger_check(rows[0])
+        return await self._write(work)

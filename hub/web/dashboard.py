@@ -1,0 +1,197 @@
+"""The operator dashboard and the monthly bulletins (docs/dashboard.md): server-rendered pages, no
+JavaScript. The data comes from hub/dashboard.py and hub/bulletin.py; this module only reads the
+request, asks them for what the viewer may see, and renders.
+
+- GET  /dashboard                   halls' devices, charts, rates vs the 80% target, cases, ledger
+- GET  /dashboard/halls/{hall}      one hall: windows → devices with alert details, its figures
+- POST /dashboard/ledger/verify     start a ledger verification in the background (303 back)
+- GET  /dashboard/bulletin          the bulletin chooser, or a hall's (`hall=`) or unit's (`unit=`)
+- GET  /dashboard/bulletin.csv|.xlsx  the same bulletin as a file
+
+Who: until the accounts branch lands, the admin token (`Authorization: Bearer …`) acting for the
+whole hub (`dashboard_viewer`); see docs/dashboard.md, "Access".
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .. import bulletin as bulletins
+from .. import charts
+from ..api.deps import SettingsDep, StoreDep, require_admin
+from ..dashboard import (ALERT_KINDS, ADMIN, TARGET, LedgerChecker, Month, Viewer, breakdown, daily, device_overview,
+                         key_label, ledger_status, visible_halls)
+from ..store import HubStore
+from .dashboard_render import render
+
+router = APIRouter(include_in_schema=False)
+_bearer = HTTPBearer(auto_error=False)
+
+RATE_BARS = 40  # bars in a rates chart; the table below it has every row
+ATTENTION_SHOWN = 200  # devices listed under "needs attention" on the overview
+REFRESH_S = 60  # the dashboard pages reload themselves this often (a meta refresh, no script)
+GROUP_LABELS = {"hall": "大厅 hall", "window": "窗口 window", "staff": "工作人员 staff", "matter": "事项 matter",
+                "unit": "单位 unit"}
+
+
+async def dashboard_viewer(settings: SettingsDep,
+                           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Viewer:
+    """Interim (until accounts land): the admin token, acting for the whole hub."""
+    await require_admin(settings, credentials)
+    return ADMIN
+
+
+ViewerDep = Annotated[Viewer, Depends(dashboard_viewer)]
+
+
+def _month(text: str | None) -> Month:
+    if text is None or text == "":
+        return Month.current()
+    try:
+        return Month.parse(text)
+    except ValueError:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "month: YYYY-MM") from None
+
+
+MonthQuery = Annotated[str | None, Query(max_length=7)]
+
+
+def ledger_checker(request: Request) -> LedgerChecker:
+    checker = getattr(request.app.state, "ledger_checker", None)
+    if checker is None:
+        checker = request.app.state.ledger_checker = LedgerChecker()
+    return checker
+
+
+async def overdue_cases(store: HubStore, viewer: Viewer, limit: int = 20) -> dict | None:
+    """The overdue bad-review cases `viewer` sees, from the cases branch's store
+    (`list_cases(CaseQuery(overdue=True))`); None while this hub has no cases."""
+    if not hasattr(store, "list_cases"):
+        return None
+    from ..store.cases_sql import CaseQuery  # the cases branch (issue 7)
+    found, count = [], 0
+    scopes: list[dict[str, str]] = ([{}] if viewer.everything else
+                                    [{"region": r} for r in sorted(viewer.regions or ())]
+                                    if viewer.halls is None else [{"hall": h} for h in sorted(viewer.halls)])
+    for scope in scopes:
+        rows, total = await store.list_cases(CaseQuery(overdue=True, scope=scope, limit=limit))
+        found += rows
+        count += total
+    return {"cases": found[:limit], "total": count}
+
+
+def _rate_chart(rows: list, title: str) -> str:
+    shown = sorted(rows, key=lambda r: (r.figures.evaluation_rate is None, r.figures.evaluation_rate or 0))[:RATE_BARS]
+    return charts.rates([charts.Rate(key_label(r), r.figures.evaluation_rate, r.figures.services) for r in shown],
+                        title=title, target=TARGET)
+
+
+async def _figures_context(store: HubStore, viewer: Viewer, month: Month, by: str, hall: str | None) -> dict:
+    days = await daily(store, viewer, month, hall=hall)
+    table = await breakdown(store, viewer, month, by, hall=hall)
+    month_total = table.total  # each rating and service is in exactly one row of a group
+    return {
+        "daily_svg": charts.ratings_by_day([charts.Day(d.isoformat(), f.scores) for d, f in days],
+                                           title=f"{month} 每日评价 ratings per day by level"),
+        "level_svg": charts.ratings_by_level(month_total.scores, title=f"{month} 评价等级 ratings by level"),
+        "rate_svg": _rate_chart(table.rows, f"{month} 评价率 evaluation rate by {by} (target {TARGET:.0%})"),
+        "table": [(key_label(r), r.figures) for r in table.rows], "below": table.below_target(),
+        "total": month_total, "days": days,
+    }
+
+
+@router.get("/dashboard")
+async def overview(request: Request, store: StoreDep, viewer: ViewerDep, month: MonthQuery = None,
+                   by: Literal["hall", "window", "staff", "matter"] = "hall") -> Response:
+    m = _month(month)
+    halls = await device_overview(store, viewer)
+    attention = [(h, d) for h in halls for d in h.with_problems][:ATTENTION_SHOWN]
+    context = {
+        "month": m, "by": by, "groups": GROUP_LABELS, "target": TARGET, "viewer": viewer, "halls": halls,
+        "attention": attention, "kinds": ALERT_KINDS, "refresh_s": REFRESH_S,
+        "ledger": await ledger_status(store, ledger_checker(request)),
+        "cases": await overdue_cases(store, viewer),
+        **await _figures_context(store, viewer, m, by, None),
+    }
+    return render(request, "dashboard/overview.html", context)
+
+
+@router.get("/dashboard/halls/{hall}")
+async def hall_page(request: Request, store: StoreDep, viewer: ViewerDep, hall: str, month: MonthQuery = None,
+                    by: Literal["window", "staff", "matter", "unit"] = "window") -> Response:
+    m = _month(month)
+    found = await device_overview(store, viewer, hall=hall, details=True)
+    info = {h.hall: h for h in await visible_halls(store, viewer)}.get(hall)
+    if info is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no hall {hall} in your scope")
+    context = {"month": m, "by": by, "groups": GROUP_LABELS, "target": TARGET, "hall": info,
+               "devices": found[0] if found else None, "refresh_s": REFRESH_S,
+               **await _figures_context(store, viewer, m, by, hall)}
+    return render(request, "dashboard/hall.html", context)
+
+
+@router.post("/dashboard/ledger/verify")
+async def verify_ledger(request: Request, store: StoreDep, viewer: ViewerDep) -> Response:
+    if not viewer.can_act:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "your role reads the dashboard only")
+    ledger_checker(request).start(store, viewer.user)
+    return RedirectResponse("/dashboard#ledger", status.HTTP_303_SEE_OTHER)
+
+
+# ---------------------------------------------------------------------------- bulletins
+
+
+async def _bulletin(store: HubStore, viewer: Viewer, month: Month, hall: str | None,
+                    unit: str | None) -> bulletins.Bulletin:
+    if (hall is None) == (unit is None):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "give hall= or unit=")
+    if hall is not None:
+        found = await bulletins.hall_bulletin(store, viewer, hall, month)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no hall {hall} in your scope")
+        return found
+    assert unit is not None
+    return await bulletins.unit_bulletin(store, viewer, unit, month)
+
+
+HallQuery = Annotated[str | None, Query(max_length=64)]
+UnitQuery = Annotated[str | None, Query(max_length=200)]
+
+
+@router.get("/dashboard/bulletin")
+async def bulletin_page(request: Request, store: StoreDep, viewer: ViewerDep, month: MonthQuery = None,
+                        hall: HallQuery = None, unit: UnitQuery = None) -> Response:
+    m = _month(month)
+    if hall is None and unit is None:
+        context = {"month": m, "halls": await visible_halls(store, viewer),
+                   "units": await bulletins.units_seen(store, viewer, m)}
+        return render(request, "dashboard/bulletins.html", context)
+    b = await _bulletin(store, viewer, m, hall, unit)
+    return render(request, "dashboard/bulletin.html", {"b": b, "month": m, "columns": bulletins.COLUMNS,
+                                                       "values": bulletins.column_values, "target": TARGET,
+                                                       "query": {"hall": hall, "unit": unit}})
+
+
+def _download(body: bytes, media_type: str, filename: str) -> Response:
+    return Response(body, media_type=media_type, headers={
+        "Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/dashboard/bulletin.csv")
+async def bulletin_csv(store: StoreDep, viewer: ViewerDep, month: MonthQuery = None, hall: HallQuery = None,
+                       unit: UnitQuery = None) -> Response:
+    b = await _bulletin(store, viewer, _month(month), hall, unit)
+    return _download(bulletins.write_csv(b).encode("utf-8"), "text/csv; charset=utf-8", f"{b.filename}.csv")
+
+
+@router.get("/dashboard/bulletin.xlsx")
+async def bulletin_xlsx(store: StoreDep, viewer: ViewerDep, month: MonthQuery = None, hall: HallQuery = None,
+                        unit: UnitQuery = None) -> Response:
+    b = await _bulletin(store, viewer, _month(month), hall, unit)
+    return _download(bulletins.write_xlsx(b),
+                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", f"{b.filename}.xlsx")
