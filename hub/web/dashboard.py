@@ -26,9 +26,14 @@ from ..api.deps import SettingsDep, StoreDep, require_admin
 from ..dashboard import (ALERT_KINDS, ADMIN, TARGET, LedgerChecker, Month, Viewer, breakdown, daily, device_overview,
                          key_label, ledger_status, visible_halls)
 from ..store import HubStore
-from .dashboard_render import render
+from .dashboard_render import render as _render
 
 router = APIRouter(include_in_schema=False)
+
+
+def render(request: Request, template: str, context: dict) -> Response:
+    """An operator's page: never kept by a browser's or proxy's cache."""
+    return _render(request, template, context, headers={"Cache-Control": "no-store"})
 _bearer = HTTPBearer(auto_error=False)
 
 RATE_BARS = 40  # bars in a rates chart; the table below it has every row
