@@ -84,7 +84,14 @@ class Bulletin:
 
     @property
     def filename(self) -> str:
+        """The download's name without its extension: the subject as given (a unit's name is
+        usually Chinese); `ascii_filename` is the fallback for clients without RFC 6266 names."""
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.subject)
+        return f"bulletin-{self.kind}-{safe}-{self.month}"
+
+    @property
+    def ascii_filename(self) -> str:
+        safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in self.subject)
         return f"bulletin-{self.kind}-{safe}-{self.month}"
 
 

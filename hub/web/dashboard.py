@@ -15,6 +15,7 @@ whole hub (`dashboard_viewer`); see docs/dashboard.md, "Access".
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import RedirectResponse, Response
@@ -181,17 +182,20 @@ async def bulletin_page(request: Request, store: StoreDep, viewer: ViewerDep, mo
                                                        "query": {"hall": hall, "unit": unit}})
 
 
-def _download(body: bytes, media_type: str, filename: str) -> Response:
+def _download(body: bytes, media_type: str, b: bulletins.Bulletin, extension: str) -> Response:
+    """A file to save: an ASCII name for every client, and the real one (a unit's name is usually
+    Chinese) as RFC 6266's UTF-8 `filename*`; headers are Latin-1 only."""
+    disposition = (f'attachment; filename="{b.ascii_filename}.{extension}"; '
+                   f"filename*=UTF-8''{quote(b.filename + '.' + extension, safe='')}")
     return Response(body, media_type=media_type, headers={
-        "Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff"})
+        "Content-Disposition": disposition, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/dashboard/bulletin.csv")
 async def bulletin_csv(store: StoreDep, viewer: ViewerDep, month: MonthQuery = None, hall: HallQuery = None,
                        unit: UnitQuery = None) -> Response:
     b = await _bulletin(store, viewer, _month(month), hall, unit)
-    return _download(bulletins.write_csv(b).encode("utf-8"), "text/csv; charset=utf-8", f"{b.filename}.csv")
+    return _download(bulletins.write_csv(b).encode("utf-8"), "text/csv; charset=utf-8", b, "csv")
 
 
 @router.get("/dashboard/bulletin.xlsx")
@@ -199,4 +203,4 @@ async def bulletin_xlsx(store: StoreDep, viewer: ViewerDep, month: MonthQuery = 
                         unit: UnitQuery = None) -> Response:
     b = await _bulletin(store, viewer, _month(month), hall, unit)
     return _download(bulletins.write_xlsx(b),
-                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", f"{b.filename}.xlsx")
+                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", b, "xlsx")

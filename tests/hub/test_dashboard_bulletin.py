@@ -82,7 +82,8 @@ def test_the_hall_bulletin_csv_parses_back_to_the_stats(posted):
     answer = hub.http.get("/dashboard/bulletin.csv", params={"month": MONTH, "hall": "H1"}, headers=hub.admin_headers)
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "text/csv; charset=utf-8"
-    assert answer.headers["content-disposition"] == 'attachment; filename="bulletin-hall-H1-2026-10.csv"'
+    assert answer.headers["content-disposition"] == (
+        "attachment; filename=\"bulletin-hall-H1-2026-10.csv\"; filename*=UTF-8''bulletin-hall-H1-2026-10.csv")
     assert answer.content.startswith("\ufeff".encode()) and b"\r\n" in answer.content
     rows = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig"), newline="")))
     assert tuple(rows[0]) == CSV_HEADER
@@ -133,6 +134,7 @@ def test_the_hall_bulletin_xlsx_opens_in_a_reader_with_the_stats(posted):
 async def test_a_unit_bulletin_spans_its_halls_and_its_staff(posted, data):
     hub, _ = posted
     b = await unit_bulletin(data, ADMIN, UNIT, OCTOBER)
+    assert (b.filename, b.ascii_filename) == (f"bulletin-unit-{UNIT}-2026-10", "bulletin-unit-________-2026-10")
     every = {r["key"]["unit"]: r for r in stats(hub, group="unit")["rows"]}
     for c in COLUMNS:
         assert c.get(b.total) == api_value(every[UNIT], c.header), c.header
@@ -161,6 +163,13 @@ def test_the_bulletin_pages(posted):
                  "/dashboard/bulletin.xlsx?month=2026-10&amp;unit=%E5%B8%82%E5%B8%82%E5%9C%BA%E7%9B%91%E7%9D%A3%E7%AE%A1%E7%90%86%E5%B1%80"):
         assert href in chooser.text, href
     page = hub.http.get("/dashboard/bulletin", params={"month": MONTH, "unit": UNIT}, headers=hub.admin_headers)
+    for kind in ("csv", "xlsx"):  # a Chinese unit name in the file's name (RFC 6266 filename*)
+        file = hub.http.get(f"/dashboard/bulletin.{kind}", params={"month": MONTH, "unit": UNIT},
+                            headers=hub.admin_headers)
+        assert file.status_code == 200
+        assert file.headers["content-disposition"].endswith(
+            "filename*=UTF-8''bulletin-unit-%E5%B8%82%E5%B8%82%E5%9C%BA%E7%9B%91%E7%9D%A3%E7%AE%A1%E7%90%86%E5%B1%80"
+            f"-2026-10.{kind}")
     assert page.status_code == 200 and "H2" in page.text
     head = hub.http.get("/api/v1/ledger/head", headers=hub.admin_headers).json()
     assert f"{head['seq']}:{head['hash']}" in page.text  # the head to record outside the hub
