@@ -32,8 +32,10 @@ def stats(hub, **params) -> list[dict]:
 
 
 def published(row: dict) -> list[str]:
-    return [str(row["services"]), str(row["ratings"]), pct(row["evaluation_rate"]), pct(row["satisfaction"]),
-            str(row["bad"])]
+    rate = pct(row["evaluation_rate"])
+    if row["evaluation_rate"] is not None and row["evaluation_rate"] < 0.8:
+        rate += " ▼ 低于目标 below target"  # not by colour alone
+    return [str(row["services"]), str(row["ratings"]), rate, pct(row["satisfaction"]), str(row["bad"])]
 
 
 PAGES = ("/results?month=2026-10", "/results/halls/H1?month=2026-10", "/results/halls/H2?month=2026-10",
