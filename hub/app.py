@@ -18,6 +18,7 @@ from .api.limits import BodyLimitMiddleware
 from .api.routes import api_router
 from .config import HubSettings
 from .store import HubStore, open_store
+from .web import mount_web
 from .workdays import WorkCalendar
 
 log = logging.getLogger("hub.defaults")
@@ -63,6 +64,7 @@ def create_app(settings: HubSettings, *, on_ready: Callable[[], None] | None = N
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.include_router(api_router)
+    mount_web(app)  # the pages for people: sign-in, layout, error pages (hub/web)
     return app
 
 
