@@ -28,6 +28,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+_SAFE = re.compile(r"[^\w.-]+")  # what may stay in an artifact's file name
 DEFAULT_TIMEOUT_MS = 15_000  # one action or wait; a loaded 2-core machine needs slack
 
 
@@ -73,7 +74,7 @@ def hub_process(tmp_path: Path) -> Iterator[HubProcess]:
 
 
 def _artifact_dir(item: pytest.Item) -> Path:
-    name = re.sub(r"[^\w.-]+", "_", item.nodeid.split("::", 1)[-1])[:120]
+    name = _SAFE.sub("_", item.nodeid.split("::", 1)[-1])[:120]
     return ARTIFACTS / f"{Path(item.fspath).stem}.{name}"
 
 
@@ -108,7 +109,7 @@ def shot(page) -> Callable[[str], Path]:
     def take(name: str) -> Path:
         folder: Path = page.artifact_dir
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{len(taken) + 1:02d}-{re.sub(r'[^\w.-]+', '_', name)}.png"
+        path = folder / f"{len(taken) + 1:02d}-{_SAFE.sub('_', name)}.png"
         page.screenshot(path=str(path), full_page=True)
         taken.append(path)
         return path
