@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     add = sub.add_parser("add", help="create an account")
-    add.add_argument("--login", required=True, help="login name: letters, digits, _ . @ -")
+    add.add_argument("--login", required=True, help="login name: ASCII letters, digits, _ . @ -")
     add.add_argument("--name", required=True, help="the name pages show")
     add.add_argument("--role", required=True, choices=[str(r) for r in Role])
     add.add_argument("--region", help="scope: only this region")

@@ -42,41 +42,60 @@ ROLE_LABELS = {Role.OPERATOR: "运维人员 operator", Role.HANDLER: "承办人 
 # Handlers never (the issue's rule); auditors read the audit log, not the data.
 PERSONAL_DATA_ROLES = frozenset({Role.OPERATOR, Role.SUPERVISOR, ADMIN})
 
-LOGIN_PATTERN = re.compile(r"^[\w.@-]{1,64}$")  # letters (any script), digits, _ . @ -
+# A login name: ASCII letters and digits, _ . @ - (a staff number, pinyin, an e-mail address);
+# stored lower-case. The person's name in any script is the display name.
+LOGIN_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 PASSWORD_MIN = 10  # characters; long passphrases beat complexity rules (NIST SP 800-63B)
 PASSWORD_MAX = 1024  # bounds the hashing work one request can ask for
-TEXT_MAX = 200  # display name and scope parts (a service's `unit` is at most 200 characters too)
+PASSWORD_PATTERN = r"^[^\x00]*$"  # any text but U+0000
+TEXT_MAX = 200  # display name and unit (a service's `unit` is at most 200 characters too)
+# A display name or unit: no control characters, no space at either end.
+TEXT_PATTERN = (r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]{0,%d}[^\s\x00-\x1f\x7f-\x9f])?$"
+                % (TEXT_MAX - 2))
+_LOGIN = re.compile(LOGIN_PATTERN)
+_PASSWORD = re.compile(PASSWORD_PATTERN)
+_TEXT = re.compile(TEXT_PATTERN)
+_SURROGATE = re.compile("[\ud800-\udfff]")  # UTF-8 cannot carry one: no database or hash takes it
+
+
+class InvalidField(ValueError):
+    """A field of an account that cannot be stored: `field` names it, the message says why."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 def normalize_login(login: str) -> str:
-    """The stored form of a login name: NFKC, case-folded, stripped. ValueError if it is not one."""
-    value = unicodedata.normalize("NFKC", login).casefold().strip()
-    if not LOGIN_PATTERN.match(value):
-        raise ValueError("a login name is 1-64 letters, digits, '_', '.', '@' or '-'")
+    """The stored form of a login name: NFKC (full-width ＷＡＮＧ is wang), stripped, lower-case.
+    InvalidField if it is not one."""
+    value = unicodedata.normalize("NFKC", login).strip().lower()
+    if not _LOGIN.match(value):
+        raise InvalidField("login", "a login name is 1-64 ASCII letters, digits, '_', '.', '@' or '-'")
     return value
 
 
 def check_password(password: str) -> str:
-    """`password` if it may be set; ValueError with the reason otherwise."""
+    """`password` if it may be set; InvalidField with the reason otherwise."""
     if len(password) < PASSWORD_MIN:
-        raise ValueError(f"a password has at least {PASSWORD_MIN} characters")
+        raise InvalidField("password", f"a password has at least {PASSWORD_MIN} characters")
     if len(password) > PASSWORD_MAX:
-        raise ValueError(f"a password has at most {PASSWORD_MAX} characters")
-    if "\x00" in password:
-        raise ValueError("a password cannot contain U+0000")
+        raise InvalidField("password", f"a password has at most {PASSWORD_MAX} characters")
+    if not _PASSWORD.match(password) or _SURROGATE.search(password):
+        raise InvalidField("password", "a password cannot contain U+0000 or a lone surrogate")
     return password
 
 
 def clean_text(value: str | None, what: str) -> str | None:
-    """A display name or scope part: stripped, None when empty; ValueError if too long or with
+    """A display name or scope part: stripped, None when empty; InvalidField if too long or with
     control characters."""
     if value is None:
         return None
     value = value.strip()
     if not value:
         return None
-    if len(value) > TEXT_MAX or any(unicodedata.category(c) == "Cc" for c in value):
-        raise ValueError(f"{what}: at most {TEXT_MAX} characters, no control characters")
+    if not _TEXT.match(value) or _SURROGATE.search(value):
+        raise InvalidField(what, f"at most {TEXT_MAX} characters, no control characters")
     return value
 
 
@@ -101,7 +120,7 @@ class Scope:
 def check_scope(role: str, scope: Scope) -> Scope:
     """`scope` if a person of `role` may have it; ValueError otherwise (a handler needs a unit)."""
     if role == Role.HANDLER and scope.unit is None:
-        raise ValueError("a unit handler needs a unit (the `unit` services carry)")
+        raise InvalidField("unit", "a unit handler needs a unit (the `unit` services carry)")
     return scope
 
 

@@ -27,8 +27,8 @@ def verify(stored_hash: str, password: str) -> bool:
     """True if `password` matches `stored_hash`; False for a mismatch or an unreadable hash."""
     try:
         return _hasher.verify(stored_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+    except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeEncodeError):
+        return False  # UnicodeEncodeError: a lone surrogate, which no stored password has
 
 
 def needs_rehash(stored_hash: str) -> bool:

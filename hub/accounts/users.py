@@ -3,12 +3,24 @@
 
 from __future__ import annotations
 
+from hcp.protocol import HALL_RE
+
 from ..store import HubStore
 from . import passwords
-from .model import Role, Scope, User, check_password, check_scope, clean_text, normalize_login
+from .model import InvalidField, Role, Scope, User, check_password, check_scope, clean_text, normalize_login
 from .store import Accounts, UserExists
 
-__all__ = ["UserExists", "create_user", "reset_password", "set_disabled"]
+__all__ = ["InvalidField", "UserExists", "create_user", "reset_password", "set_disabled"]
+
+
+def _place(value: str | None, what: str) -> str | None:
+    """A region or hall id (the form hall ids have: hcp.protocol.HALL_RE), None when empty."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not HALL_RE.fullmatch(value):
+        raise InvalidField(what, "an id of 1-32 letters, digits, '_' or '-', starting with a letter or digit")
+    return value
 
 
 def _new_password(password: str | None) -> tuple[str, str | None]:
@@ -27,10 +39,12 @@ async def create_user(store: HubStore, *, login: str, name: str, role: str, regi
     login = normalize_login(login)
     display = clean_text(name, "name")
     if display is None:
-        raise ValueError("name: a display name is required")
-    the_role = Role(role)
-    scope = check_scope(the_role, Scope(clean_text(region, "region"), clean_text(hall, "hall"),
-                                        clean_text(unit, "unit")))
+        raise InvalidField("name", "a display name is required")
+    try:
+        the_role = Role(role)
+    except ValueError:
+        raise InvalidField("role", f"one of {', '.join(Role)}") from None
+    scope = check_scope(the_role, Scope(_place(region, "region"), _place(hall, "hall"), clean_text(unit, "unit")))
     secret, generated = _new_password(password)
     digest = await passwords.hash_password_async(secret)
     user = await Accounts(store).create_user(login, display, the_role, scope, digest, by=by, client=client)

@@ -14,7 +14,7 @@ from ..accounts.deps import require_page_role
 from ..accounts.model import Principal, Role
 from ..accounts.store import AuditQuery
 from ..api.deps import StoreDep
-from ..api.routes.audit import TIME, page
+from ..api.routes.audit import MAX_ID, TIME, page
 from .templating import render
 
 PAGE_SIZE = 50
@@ -33,7 +33,7 @@ async def audit_page(request: Request, store: StoreDep,
                      record: Annotated[str | None, Query(max_length=500)] = None,
                      since: Annotated[str | None, Query(max_length=40)] = None,
                      until: Annotated[str | None, Query(max_length=40)] = None,
-                     before: Annotated[int | None, Query(ge=1)] = None) -> Response:
+                     before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
     filters = {"event": _blank(event), "login": _blank(login), "record": _blank(record),
                "since": _blank(since), "until": _blank(until)}
     problems = [f"{name}: YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)" for name in ("since", "until")

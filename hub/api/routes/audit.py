@@ -21,6 +21,7 @@ router = APIRouter(tags=["accounts"], responses={
     403: {"model": Problem, "description": "signed in, but not an auditor"}})
 
 MAX_LIMIT = 1000
+MAX_ID = 2**63 - 1  # ids are 64-bit on both backends; a larger `before` would not fit the driver
 TIME = r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:\d{2})?)?$"
 
 
@@ -51,7 +52,7 @@ async def audit_log(
         record: Annotated[str | None, Query(max_length=500)] = None,
         since: Annotated[str | None, Query(pattern=TIME, description="UTC: entries at or after")] = None,
         until: Annotated[str | None, Query(pattern=TIME, description="UTC: entries before")] = None,
-        before: Annotated[int | None, Query(ge=1, description="only ids below this (paging)")] = None,
+        before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="only ids below this (paging)")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100) -> AuditPage:
     """Entries matching every filter (`event` e.g. `sign_in_failed`, `personal_data_read`;
     `login` the acting or attempted login name; `what`, `record` of a personal-data read), newest

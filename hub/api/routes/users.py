@@ -6,38 +6,47 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...accounts import users
 from ...accounts.deps import client_address
-from ...accounts.model import PASSWORD_MAX, Role, User
+from ...accounts.model import (LOGIN_PATTERN, PASSWORD_MAX, PASSWORD_MIN, PASSWORD_PATTERN, TEXT_PATTERN,
+                               InvalidField, Role, User)
 from ...accounts.store import Accounts
 from ..deps import ADMIN_ERRORS, BODY_ERRORS, StoreDep, require_admin
-from ..models import Problem
+from ..models import HALL_PATTERN, Problem
 
 router = APIRouter(tags=["accounts"], dependencies=[Depends(require_admin)], responses=ADMIN_ERRORS)
 
-LoginPath = Annotated[str, Path(min_length=1, max_length=64)]
+LoginPath = Annotated[str, Path(pattern=LOGIN_PATTERN)]
 NOT_FOUND: dict[int | str, dict] = {404: {"model": Problem, "description": "no such user"}}
+Password = Annotated[str, Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, pattern=PASSWORD_PATTERN)]
+Text = Annotated[str, Field(pattern=TEXT_PATTERN)]
+Place = Annotated[str, Field(pattern=HALL_PATTERN)]
+
+# A handler needs a unit: said in the schema too, so a client (and the fuzzer) knows it
+_HANDLER_NEEDS_UNIT = {"if": {"properties": {"role": {"const": "handler"}}, "required": ["role"]},
+                       "then": {"required": ["unit"], "properties": {"unit": {"type": "string"}}}}
 
 
 class UserIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_HANDLER_NEEDS_UNIT)
 
-    login: str = Field(min_length=1, max_length=64, description="letters, digits, _ . @ -; stored case-folded")
-    name: str = Field(min_length=1, max_length=200, description="the name pages show")
+    login: str = Field(pattern=LOGIN_PATTERN, description="ASCII letters, digits, _ . @ -; stored lower-case")
+    name: Text = Field(description="the name pages show")
     role: Role
-    region: str | None = Field(default=None, max_length=200)
-    hall: str | None = Field(default=None, max_length=200)
-    unit: str | None = Field(default=None, max_length=200, description="a handler's unit: the `unit` services carry")
-    password: str | None = Field(default=None, max_length=PASSWORD_MAX,
-                                 description="at least 10 characters; absent: one is generated and answered once")
+    region: Place | None = None
+    hall: Place | None = None
+    unit: Text | None = Field(default=None, description="a handler's unit (required for one): the `unit` "
+                                                        "services carry")
+    password: Password | None = Field(default=None, description="absent: one is generated and answered once")
 
 
 class PasswordIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    password: str | None = Field(default=None, max_length=PASSWORD_MAX)
+    password: Password | None = None
 
 
 class UserOut(BaseModel):
@@ -64,8 +73,10 @@ class UserCreated(UserOut):
     password: str | None = Field(description="the generated password, shown only here; null if one was given")
 
 
-def _bad(exc: ValueError) -> HTTPException:
-    return HTTPException(422, str(exc))
+def _bad(exc: InvalidField) -> RequestValidationError:
+    """A field the schema let through but the rules refuse: FastAPI's 422 shape, with the reason."""
+    return RequestValidationError([{"type": "value_error", "loc": ["body", exc.field], "msg": str(exc),
+                                    "input": None}])
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserCreated,
@@ -79,7 +90,7 @@ async def create_user(request: Request, store: StoreDep, body: UserIn) -> UserCr
             unit=body.unit, password=body.password, by="admin-token", client=client_address(request))
     except users.UserExists as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except ValueError as exc:
+    except InvalidField as exc:
         raise _bad(exc) from None
     return UserCreated(**user.as_dict(), password=generated)
 
@@ -95,10 +106,7 @@ async def list_users(store: StoreDep, role: Role | None = None,
 
 
 async def _set_disabled(request: Request, store: StoreDep, login: str, disabled: bool) -> UserOut:
-    try:
-        user = await users.set_disabled(store, login, disabled, by="admin-token", client=client_address(request))
-    except ValueError:
-        user = None
+    user = await users.set_disabled(store, login, disabled, by="admin-token", client=client_address(request))
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {login}")
     return UserOut.of(user)
@@ -124,8 +132,8 @@ async def reset_password(request: Request, store: StoreDep, login: LoginPath,
     try:
         done = await users.reset_password(store, login, body.password if body else None, by="admin-token",
                                           client=client_address(request))
-    except ValueError as exc:
-        raise _bad(exc) from None  # the password, or a login name no user can have
+    except InvalidField as exc:
+        raise _bad(exc) from None
     if done is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {login}")
     user, generated = done
