@@ -30,7 +30,8 @@ them. Wire shapes: docs/protocol.md.
 
 Authentication: `Authorization: Bearer …`. Registration and reads take the **admin token**
 (`HCP_HUB_ADMIN_TOKEN`; reads need it for now, reader roles come later). Ingest takes the
-**gateway token** issued by `POST /api/v1/gateways`.
+**gateway token** issued by `POST /api/v1/gateways`. People sign in at `/login`; the APIs that
+name roles (`/api/v1/audit`, …) take their session cookie too (docs/accounts.md).
 """
 
 

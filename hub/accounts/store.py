@@ -272,7 +272,8 @@ class Accounts:
     async def record_failure(self, subjects: Sequence[str], now_ms: int, window_start_ms: int,
                              audit: dict[str, Any]) -> None:
         """Count one failed sign-in for each subject (a window that began before `window_start_ms`
-        starts again at 1) and write the `sign_in_failed` audit entry. One transaction."""
+        starts again at 1), write the `sign_in_failed` audit entry, and drop the counts of every
+        window that ended. One transaction."""
         p = self.p
         upsert = (f"INSERT INTO login_failures (subject, failures, first_ms, last_ms) VALUES ({p}, 1, {p}, {p}) "
                   f"ON CONFLICT (subject) DO UPDATE SET "
@@ -281,4 +282,6 @@ class Accounts:
                   f"ELSE login_failures.first_ms END, last_ms = excluded.last_ms")
         statements = [(upsert, [s, now_ms, now_ms, window_start_ms, window_start_ms]) for s in subjects]
         statements.append(self.audit_statement("sign_in_failed", **audit))
+        # windows that ended count for nothing: gone, so names tried once do not pile up
+        statements.append((f"DELETE FROM login_failures WHERE first_ms < {p}", [window_start_ms]))
         await self.store._write_statements(statements)

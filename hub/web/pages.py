@@ -23,8 +23,9 @@ router = APIRouter(include_in_schema=False)
 
 def safe_next(value: str | None) -> str:
     """Where to go after signing in: a path on this hub, else the home page (no open redirect)."""
-    if not value or not value.startswith("/") or value.startswith(("//", "/\\")) or any(
-            c in value for c in "\r\n\\"):
+    # browsers drop tabs and newlines from URLs ("/\t/evil" is "//evil") and read "\" as "/"
+    if (not value or not value.startswith("/") or value.startswith("//") or "\\" in value
+            or any(ord(c) < 0x20 or ord(c) == 0x7f for c in value)):
         return "/"
     return value
 

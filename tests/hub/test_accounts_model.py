@@ -3,6 +3,8 @@ the throttle's arithmetic. Property-based where the rule is a formula."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +14,7 @@ from hub.accounts.model import (ADMIN, Principal, Role, Scope, admin_principal, 
                                 check_scope, normalize_login)
 from hub.accounts.sessions import session_alive, throttle_wait
 from hub.config import HubSettings
+from hub.web.pages import safe_next
 
 parts = st.one_of(st.none(), st.sampled_from(["jilin", "xpcc", "H1", "H2", "市市场监督管理局", "税务局"]))
 scopes = st.builds(Scope, parts, parts, parts)
@@ -125,3 +128,18 @@ def test_cookies_are_secure_behind_https():
     assert HubSettings(public_url="https://hub.example.cn").secure_cookies
     assert HubSettings(cookie_secure=True).secure_cookies
     assert not HubSettings(public_url="https://hub.example.cn", cookie_secure=False).secure_cookies
+
+
+@given(st.text(alphabet=st.sampled_from("/\\\t\n\r:.@%?#aZ09 \x00\x7f")) | st.text())
+def test_after_sign_in_the_hub_never_sends_anyone_elsewhere(value):
+    target = safe_next(value)
+    assert target in (value, "/")
+    as_browser_reads_it = re.sub(r"[\t\n\r]", "", target).replace("\\", "/")
+    assert as_browser_reads_it.startswith("/") and not as_browser_reads_it.startswith("//")
+
+
+@pytest.mark.parametrize("outside", ["https://evil.example", "//evil.example", "/\\evil.example",
+                                     "/\t/evil.example", "\\evil.example", "evil", ""])
+def test_next_paths_that_leave_the_hub_go_home(outside):
+    assert safe_next(outside) == "/"
+    assert safe_next("/audit?event=sign_in") == "/audit?event=sign_in"

@@ -3,7 +3,11 @@ log, the failure counter's window, sessions ended by disabling and by a password
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hub.accounts import audit, passwords, sessions, users
 from hub.accounts.model import Principal, Role, Scope
@@ -86,7 +90,7 @@ async def test_the_audit_log_pages_newest_first(store):
     assert [e.login for e in first + second + last] == [f"u{i}" for i in range(6, -1, -1)]
 
 
-async def test_failures_count_within_the_window_and_start_again_after_it(store):
+async def test_failures_count_within_the_window_and_start_again_after_it(store, hub_db):
     accounts = Accounts(store)
     subjects = ["login:wang", "addr:10.0.0.1"]
     for t in (1000, 2000, 3000):
@@ -95,6 +99,7 @@ async def test_failures_count_within_the_window_and_start_again_after_it(store):
     assert await accounts.failures(subjects, 1001) == {}  # the window began before: ended
     await accounts.record_failure(subjects[:1], 50_000, window_start_ms=40_000, audit={"login": "wang"})
     assert await accounts.failures(subjects, 40_000) == {"login:wang": (1, 50_000)}
+    assert run_sql(hub_db, "SELECT subject FROM login_failures") == [("login:wang",)]  # ended windows go
 
 
 async def test_disabling_and_a_password_reset_end_the_sessions(store, settings_for):
@@ -134,3 +139,56 @@ async def test_a_sign_in_replaces_the_session_the_browser_brought(store, setting
 @pytest.fixture
 def settings_for(hub_db):
     return lambda **values: HubSettings(**hub_db, **values)
+
+
+async def test_halls_in_scope_follow_the_halls_region(store):
+    from hub.accounts.scope import can_see_hall, visible_halls
+    from hub.default_rules import DefaultRule
+    rule = DefaultRule("calendar_days", 7)
+    await store.put_region("jilin", name="吉林市", area_code=None, default_rule=rule)
+    await store.put_region("xpcc", name="兵团", area_code=None, default_rule=rule)
+    for hall, region in (("H1", "jilin"), ("H2", "jilin"), ("H9", "xpcc")):
+        await store.put_hall(hall, region=region)
+
+    def who(role: str = "operator", **scope: str) -> Principal:
+        return Principal(1, "p", "P", role, Scope(**scope), "session", store=store)
+
+    assert await visible_halls(who()) is None
+    assert await visible_halls(who(region="jilin")) == ["H1", "H2"]
+    assert await visible_halls(who(region="jilin", hall="H9")) == []
+    assert await visible_halls(who(hall="H9")) == ["H9"]
+    assert await can_see_hall(who(region="jilin"), "H2")
+    assert not await can_see_hall(who(region="jilin"), "H9")
+    assert not await can_see_hall(who(region="jilin"), "H-nowhere")  # a hall in no region
+    handler = who("handler", region="jilin", unit="A")
+    assert await can_see_hall(handler, "H1", unit="A") and not await can_see_hall(handler, "H1", unit="B")
+    await store.put_hall("H2", region="xpcc")  # moved: out of jilin's scope from now on
+    assert await visible_halls(who(region="jilin")) == ["H1"]
+    assert not await can_see_hall(who(region="jilin"), "H2")
+
+
+WINDOW_MS = 1000
+failure_steps = st.lists(st.tuples(st.integers(0, 2 * WINDOW_MS),
+                                   st.sets(st.sampled_from(["login:a", "login:b", "addr:x"]), min_size=1)),
+                         min_size=1, max_size=12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=failure_steps)
+async def test_the_failure_counts_match_a_model_of_the_window(store, steps):
+    """Failures at random moments: the stored counts are always those of a window that starts at
+    a subject's first failure and lasts WINDOW_MS, as a plain model computes them."""
+    accounts = Accounts(store)
+    tag = uuid.uuid4().hex[:8]  # one store for every example: subjects of their own
+    model: dict[str, tuple[int, int]] = {}
+    now = 10**12
+    for advance, subjects in steps:
+        now += advance
+        start = now - WINDOW_MS
+        for subject in sorted(subjects):
+            count, first = model.get(subject, (0, now))
+            model[subject] = (count + 1, first) if count and first >= start else (1, now)
+        model = {k: v for k, v in model.items() if v[1] >= start}
+        await accounts.record_failure([f"{s}:{tag}" for s in sorted(subjects)], now, start, {"login": tag})
+        stored = await accounts.failures([f"{s}:{tag}" for s in ("login:a", "login:b", "addr:x")], start)
+        assert {k.rsplit(":", 1)[0]: v for k, v in stored.items()} == model
