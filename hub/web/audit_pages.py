@@ -30,11 +30,12 @@ async def audit_page(request: Request, store: StoreDep,
                      _: Annotated[Principal, Depends(require_page_role(Role.AUDITOR))],
                      event: Annotated[str | None, Query(max_length=50)] = None,
                      login: Annotated[str | None, Query(max_length=64)] = None,
+                     what: Annotated[str | None, Query(max_length=200)] = None,
                      record: Annotated[str | None, Query(max_length=500)] = None,
                      since: Annotated[str | None, Query(max_length=40)] = None,
                      until: Annotated[str | None, Query(max_length=40)] = None,
                      before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
-    filters = {"event": _blank(event), "login": _blank(login), "record": _blank(record),
+    filters = {"event": _blank(event), "login": _blank(login), "what": _blank(what), "record": _blank(record),
                "since": _blank(since), "until": _blank(until)}
     problems = [f"{name}: YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)" for name in ("since", "until")
                 if filters[name] is not None and not re.match(TIME, filters[name] or "")]

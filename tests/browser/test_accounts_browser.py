@@ -58,3 +58,23 @@ def test_a_form_post_without_the_csrf_token_is_refused(page, hub_process, shot):
     shot("csrf-refused")
     page.goto("/")
     expect(page.get_by_test_id("person")).to_be_visible()  # still signed in: nothing happened
+
+
+def test_an_auditor_reads_the_audit_log_and_a_handler_is_refused_it(page, hub_process, shot):
+    create_user(hub_process, "aud", "auditor", name="审计员甲")
+    create_user(hub_process, "ha", "handler", unit="市税务局")
+    sign_in(page, "ha", "not the password")
+    sign_in(page, "ha", PASSWORD)
+    page.goto("/audit")
+    expect(page.get_by_test_id("error-detail")).to_contain_text("auditor")
+    shot("handler-refused")
+    page.get_by_role("button", name="退出 Sign out").click()
+    sign_in(page, "aud", PASSWORD)
+    page.get_by_role("link", name="审计日志 Audit log").first.click()  # from the navigation
+    page.get_by_label("事件 Event").select_option("sign_in_failed")
+    page.get_by_role("button", name="筛选 Filter").click()
+    rows = page.get_by_test_id("audit-table").locator("tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("wrong_password")
+    expect(rows.first).to_contain_text("ha")
+    shot("audit-log")
