@@ -82,11 +82,14 @@ def test_password_rules():
 
 def test_passwords_are_argon2id_salted_and_verified():
     first, second = passwords.hash_password("correct horse"), passwords.hash_password("correct horse")
-    assert first.startswith("$argon2id$") and first != second  # a salt of its own each time
+    assert first.startswith("$argon2id$v=19$m=19456,t=2,p=1$") and first != second  # a salt of its own each time
     assert "correct horse" not in first
     assert passwords.verify(first, "correct horse") and not passwords.verify(first, "correct horsE")
     assert not passwords.verify("not a hash", "correct horse")
     assert not passwords.needs_rehash(first)
+    from argon2 import PasswordHasher
+    older = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=4).hash("correct horse")
+    assert passwords.verify(older, "correct horse") and passwords.needs_rehash(older)
 
 
 ms = st.integers(min_value=0, max_value=10**13)

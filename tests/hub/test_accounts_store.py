@@ -192,3 +192,15 @@ async def test_the_failure_counts_match_a_model_of_the_window(store, steps):
         await accounts.record_failure([f"{s}:{tag}" for s in sorted(subjects)], now, start, {"login": tag})
         stored = await accounts.failures([f"{s}:{tag}" for s in ("login:a", "login:b", "addr:x")], start)
         assert {k.rsplit(":", 1)[0]: v for k, v in stored.items()} == model
+
+
+async def test_a_hash_with_older_parameters_is_replaced_at_the_next_sign_in(store, hub_db, settings_for):
+    from argon2 import PasswordHasher
+    await users.create_user(store, login="wang", name="王芳", role="operator", password=SECRET, by="test")
+    older = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=4).hash(SECRET)
+    run_sql(hub_db, "UPDATE users SET password_hash = ? WHERE login = 'wang'", (older,))
+    assert (await sessions.sign_in(store, settings_for(), "wang", SECRET, "10.0.0.1")).ok
+    (stored,), = run_sql(hub_db, "SELECT password_hash FROM users WHERE login = 'wang'")
+    assert stored != older and stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert (await sessions.sign_in(store, settings_for(), "wang", SECRET, "10.0.0.1")).ok
+    assert [e.event for e in await Accounts(store).audit_entries(AuditQuery())][:2] == ["sign_in", "sign_in"]
