@@ -11,8 +11,7 @@ who is looking (`Viewer`), so the pages stay thin and each panel is tested on bo
   one in the background (`LedgerChecker`); a full verify is never run per page view.
 
 Scope: a `Viewer` sees the halls of its regions (None: every region) and, if given, only its
-halls. Until accounts land (issue 7), the pages make a Viewer from the admin token; accounts'
-principal maps onto the same fields.
+halls. The pages make one from the signed-in person (hub/web/dashboard.py `viewer_of`).
 """
 
 from __future__ import annotations
@@ -46,15 +45,17 @@ _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
 @dataclass(frozen=True)
 class Viewer:
-    """Who is looking: `user` (a user id; `admin-token` for the admin token), `role`, and the
+    """Who is looking: `user` (a login; `admin-token` for the admin token), `role`, and the
     scope: `regions` (None: every region, and the halls in none) and `halls` (None: every hall of
-    those regions). `can_act`: may start jobs (an auditor reads only)."""
+    those regions). `can_act`: may start jobs (an auditor reads only). `unit`: a scope limited to
+    one unit, whose bulletin is all such a person reads here."""
 
     user: str
     role: str
     regions: frozenset[str] | None = None
     halls: frozenset[str] | None = None
     can_act: bool = True
+    unit: str | None = None  # a scope of one unit: its bulletin only (the pages check)
 
     @property
     def everything(self) -> bool:

@@ -8,8 +8,9 @@ request, asks them for what the viewer may see, and renders.
 - GET  /dashboard/bulletin          the bulletin chooser, or a hall's (`hall=`) or unit's (`unit=`)
 - GET  /dashboard/bulletin.csv|.xlsx  the same bulletin as a file
 
-Who: until the accounts branch lands, the admin token (`Authorization: Bearer …`) acting for the
-whole hub (`dashboard_viewer`); see docs/dashboard.md, "Access".
+Who (docs/dashboard.md, "Access"): signed-in operators, supervisors and auditors (accounts,
+hub/accounts), each seeing its scope: a region's halls, or its one hall. Auditors read only (no
+verification). The CSV and XLSX downloads also take the admin token, for scripts.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import RedirectResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .. import bulletin as bulletins
 from .. import charts
-from ..api.deps import SettingsDep, StoreDep, require_admin
+from ..accounts.deps import form_principal, require_page_role, require_role
+from ..accounts.model import Principal, Role
+from ..api.deps import StoreDep
 from ..dashboard import (ALERT_KINDS, ADMIN, TARGET, LedgerChecker, Month, Viewer, breakdown, daily, device_overview,
                          key_label, ledger_status, visible_halls)
 from ..store import HubStore
-from .dashboard_render import render as _render
+from .templating import render as _render
 
 router = APIRouter(include_in_schema=False)
 
@@ -35,7 +37,6 @@ router = APIRouter(include_in_schema=False)
 def render(request: Request, template: str, context: dict) -> Response:
     """An operator's page: never kept by a browser's or proxy's cache."""
     return _render(request, template, context, headers={"Cache-Control": "no-store"})
-_bearer = HTTPBearer(auto_error=False)
 
 RATE_BARS = 40  # bars in a rates chart; the table below it has every row
 ATTENTION_SHOWN = 200  # devices listed under "needs attention" on the overview
@@ -44,14 +45,40 @@ GROUP_LABELS = {"hall": "大厅 hall", "window": "窗口 window", "staff": "工�
                 "unit": "单位 unit"}
 
 
-async def dashboard_viewer(settings: SettingsDep,
-                           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Viewer:
-    """Interim (until accounts land): the admin token, acting for the whole hub."""
-    await require_admin(settings, credentials)
-    return ADMIN
+READERS = (Role.OPERATOR, Role.SUPERVISOR, Role.AUDITOR)  # who sees the dashboard and bulletins
+ACTORS = (Role.OPERATOR, Role.SUPERVISOR)  # who may start a ledger verification
 
 
-ViewerDep = Annotated[Viewer, Depends(dashboard_viewer)]
+def viewer_of(principal: Principal) -> Viewer:
+    """The dashboard's view of a principal: its scope's region and hall; the admin token sees all."""
+    if principal.is_admin:
+        return ADMIN
+    s = principal.scope
+    return Viewer(principal.login, principal.role, regions=frozenset({s.region}) if s.region else None,
+                  halls=frozenset({s.hall}) if s.hall else None, can_act=principal.has_role(*ACTORS),
+                  unit=s.unit)
+
+
+async def page_viewer(principal: Annotated[Principal, Depends(require_page_role(*READERS))]) -> Viewer:
+    """A signed-in reader of the dashboard (a session: the admin token does not sign in to pages)."""
+    return viewer_of(principal)
+
+
+async def file_viewer(principal: Annotated[Principal, Depends(require_role(*READERS))]) -> Viewer:
+    """A bulletin file's reader: a session, or the admin token (scripts)."""
+    return viewer_of(principal)
+
+
+ViewerDep = Annotated[Viewer, Depends(page_viewer)]
+FileViewerDep = Annotated[Viewer, Depends(file_viewer)]
+
+
+def _whole_halls(viewer: Viewer) -> None:
+    """A person whose scope is one unit reads that unit's bulletin, not the halls' pages (their
+    figures are the whole halls')."""
+    if viewer.unit is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"你的范围是单位 {viewer.unit}：请看该单位的月度通报。"
+                            f"Your scope is the unit {viewer.unit}: see its monthly bulletin.")
 
 
 def _month(text: str | None) -> Month:
@@ -113,6 +140,7 @@ async def _figures_context(store: HubStore, viewer: Viewer, month: Month, by: st
 @router.get("/dashboard")
 async def overview(request: Request, store: StoreDep, viewer: ViewerDep, month: MonthQuery = None,
                    by: Literal["hall", "window", "staff", "matter"] = "hall") -> Response:
+    _whole_halls(viewer)
     m = _month(month)
     halls = await device_overview(store, viewer)
     attention = [(h, d) for h in halls for d in h.with_problems][:ATTENTION_SHOWN]
@@ -129,6 +157,7 @@ async def overview(request: Request, store: StoreDep, viewer: ViewerDep, month: 
 @router.get("/dashboard/halls/{hall}")
 async def hall_page(request: Request, store: StoreDep, viewer: ViewerDep, hall: str, month: MonthQuery = None,
                     by: Literal["window", "staff", "matter", "unit"] = "window") -> Response:
+    _whole_halls(viewer)
     m = _month(month)
     found = await device_overview(store, viewer, hall=hall, details=True)
     info = {h.hall: h for h in await visible_halls(store, viewer)}.get(hall)
@@ -141,10 +170,9 @@ async def hall_page(request: Request, store: StoreDep, viewer: ViewerDep, hall: 
 
 
 @router.post("/dashboard/ledger/verify")
-async def verify_ledger(request: Request, store: StoreDep, viewer: ViewerDep) -> Response:
-    if not viewer.can_act:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "your role reads the dashboard only")
-    ledger_checker(request).start(store, viewer.user)
+async def verify_ledger(request: Request, store: StoreDep,
+                        principal: Annotated[Principal, Depends(form_principal(*ACTORS))]) -> Response:
+    ledger_checker(request).start(store, viewer_of(principal).user)
     return RedirectResponse("/dashboard#ledger", status.HTTP_303_SEE_OTHER)
 
 
@@ -156,11 +184,14 @@ async def _bulletin(store: HubStore, viewer: Viewer, month: Month, hall: str | N
     if (hall is None) == (unit is None):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "give hall= or unit=")
     if hall is not None:
+        _whole_halls(viewer)
         found = await bulletins.hall_bulletin(store, viewer, hall, month)
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no hall {hall} in your scope")
         return found
     assert unit is not None
+    if viewer.unit is not None and viewer.unit != unit:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no unit {unit} in your scope")
     return await bulletins.unit_bulletin(store, viewer, unit, month)
 
 
@@ -173,8 +204,8 @@ async def bulletin_page(request: Request, store: StoreDep, viewer: ViewerDep, mo
                         hall: HallQuery = None, unit: UnitQuery = None) -> Response:
     m = _month(month)
     if hall is None and unit is None:
-        context = {"month": m, "halls": await visible_halls(store, viewer),
-                   "units": await bulletins.units_seen(store, viewer, m)}
+        context = {"month": m, "halls": [] if viewer.unit else await visible_halls(store, viewer),
+                   "units": [viewer.unit] if viewer.unit else await bulletins.units_seen(store, viewer, m)}
         return render(request, "dashboard/bulletins.html", context)
     b = await _bulletin(store, viewer, m, hall, unit)
     return render(request, "dashboard/bulletin.html", {"b": b, "month": m, "columns": bulletins.COLUMNS,
@@ -192,14 +223,14 @@ def _download(body: bytes, media_type: str, b: bulletins.Bulletin, extension: st
 
 
 @router.get("/dashboard/bulletin.csv")
-async def bulletin_csv(store: StoreDep, viewer: ViewerDep, month: MonthQuery = None, hall: HallQuery = None,
+async def bulletin_csv(store: StoreDep, viewer: FileViewerDep, month: MonthQuery = None, hall: HallQuery = None,
                        unit: UnitQuery = None) -> Response:
     b = await _bulletin(store, viewer, _month(month), hall, unit)
     return _download(bulletins.write_csv(b).encode("utf-8"), "text/csv; charset=utf-8", b, "csv")
 
 
 @router.get("/dashboard/bulletin.xlsx")
-async def bulletin_xlsx(store: StoreDep, viewer: ViewerDep, month: MonthQuery = None, hall: HallQuery = None,
+async def bulletin_xlsx(store: StoreDep, viewer: FileViewerDep, month: MonthQuery = None, hall: HallQuery = None,
                         unit: UnitQuery = None) -> Response:
     b = await _bulletin(store, viewer, _month(month), hall, unit)
     return _download(bulletins.write_xlsx(b),

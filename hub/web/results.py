@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from ..api.deps import SettingsDep, StoreDep
 from ..dashboard import TARGET, Month
 from ..results import hall_results, has_cases, month_results
-from .dashboard_render import render
+from .templating import render
 
 router = APIRouter(include_in_schema=False)
 

@@ -21,7 +21,7 @@ from hub.dashboard import (ADMIN, TARGET, LedgerChecker, Month, Viewer, breakdow
 from hub.stats import Figures, StatsQuery
 from hub.config import HubSettings
 from hub.store import HubStore, store_for
-from tests.fixtures.dashboard import HALL_NAME, MONTH, populate, posted_hub
+from tests.fixtures.dashboard import UNIT, HALL_NAME, MONTH, make_people, populate, posted_hub, signed_in
 
 from .conftest import BACKENDS, run_sql
 
@@ -231,10 +231,15 @@ def test_the_pages_show_what_get_stats_answers(region):
     without defaults, satisfaction, bad, defaulted) is the API's row, and below-target rates are
     marked."""
     hub = region
+    with signed_in(hub, "op") as b:
+        _pages_match_the_api(hub, b)
+
+
+def _pages_match_the_api(hub, b) -> None:
     for page, groups, params in (("/dashboard", ("hall", "window", "staff", "matter"), {}),
                                  ("/dashboard/halls/H1", ("window", "staff", "matter", "unit"), {"hall": "H1"})):
         for group in groups:
-            html = hub.http.get(page, params={"month": MONTH, "by": group}, headers=hub.admin_headers)
+            html = b.get(page, params={"month": MONTH, "by": group})
             assert html.status_code == 200, html.text
             assert html.headers["cache-control"] == "no-store" or "principal" not in html.text
             api = hub.http.get("/api/v1/stats", headers=hub.admin_headers, params={
@@ -252,14 +257,14 @@ def test_the_pages_show_what_get_stats_answers(region):
 
 
 def test_the_devices_panels_on_the_pages(region):
-    hub = region
-    page = hub.http.get("/dashboard", params={"month": MONTH}, headers=hub.admin_headers).text
+    with signed_in(region, "op") as b:
+        page = b.get("/dashboard", params={"month": MONTH}).text
+        hall = b.get("/dashboard/halls/H1", params={"month": MONTH}).text
     halls = {row[0]: row for row in tables(page)["halls"][1:]}
     assert halls[f"{HALL_NAME} (H1)"][1:] == ["jilin", "1", "1", "0", "0", "2"]
     attention = {row[2]: row for row in tables(page)["attention"][1:]}
     assert set(attention) == {"D11", "D12", "D21"}
     assert attention["D12"][3] == "offline" and "offline 离线" in attention["D12"][4]
-    hall = hub.http.get("/dashboard/halls/H1", params={"month": MONTH}, headers=hub.admin_headers).text
     rows = tables(hall)["devices"][1:]
     assert rows[0][:3] == ["1", "D11", "online"] and "button(s) stuck: 3" in rows[0][3]
     assert rows[1][:3] == ["2", "D12", "offline"]
@@ -267,26 +272,55 @@ def test_the_devices_panels_on_the_pages(region):
     assert "<script" not in page + hall
 
 
-def test_the_pages_need_the_admin_token_for_now(region):
+def test_who_sees_the_pages(region):
+    """Signed-in operators, supervisors and auditors, each its scope; the admin token is for the
+    files (scripts), not the pages; handlers and unit-scoped people read their unit's bulletin."""
     hub = region
-    for path in ("/dashboard", "/dashboard/halls/H1", "/dashboard/bulletin", "/dashboard/bulletin.csv?hall=H1"):
-        assert hub.http.get(path).status_code == 401, path
-        assert hub.http.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert hub.http.post("/dashboard/ledger/verify").status_code == 401
-    assert hub.http.get("/dashboard/halls/H404", headers=hub.admin_headers).status_code == 404
-    assert hub.http.get("/dashboard?month=2026-13", headers=hub.admin_headers).status_code == 400
+    for path in ("/dashboard", "/dashboard/halls/H1", "/dashboard/bulletin"):
+        answer = hub.http.get(path, headers=hub.admin_headers, follow_redirects=False)  # no session
+        assert (answer.status_code, answer.headers["location"].split("?")[0]) == (303, "/login"), path
+    assert hub.http.get("/dashboard/bulletin.csv?month=2026-10&hall=H1").status_code == 401
+    assert hub.http.get("/dashboard/bulletin.csv?month=2026-10&hall=H1", headers=hub.admin_headers).status_code == 200
+    with signed_in(hub, "op-jilin") as b:
+        page = b.get("/dashboard", params={"month": MONTH}).text
+        assert [r[0] for r in tables(page)["halls"][1:]] == [f"{HALL_NAME} (H1)", "H2"]
+        assert b.get("/dashboard/halls/H3").status_code == 404
+        assert b.get("/dashboard/bulletin", params={"hall": "H3"}).status_code == 404
+        assert b.get("/dashboard/bulletin.csv", params={"hall": "H1", "month": MONTH}).status_code == 200
+        assert b.get("/dashboard?month=2026-13").status_code == 400
+    with signed_in(hub, "sup-h2") as b:
+        page = b.get("/dashboard", params={"month": MONTH}).text
+        assert [r[0] for r in tables(page)["halls"][1:]] == ["H2"] and "立即校验 Verify now" in page
+    with signed_in(hub, "aud") as b:
+        page = b.get("/dashboard", params={"month": MONTH})
+        assert page.status_code == 200 and "立即校验 Verify now" not in page.text  # reads only
+        assert b.post_form("/dashboard/ledger/verify", {}).status_code == 403
+    with signed_in(hub, "hd") as b:
+        assert b.get("/dashboard").status_code == 403
+        assert b.get("/dashboard/bulletin.csv", params={"unit": "x"}).status_code == 403
+    with signed_in(hub, "op-unit") as b:
+        assert b.get("/dashboard").status_code == 403
+        assert b.get("/dashboard/bulletin", params={"hall": "H1"}).status_code == 403
+        assert b.get("/dashboard/bulletin", params={"unit": "德宏州公安局"}).status_code == 404
+        mine = b.get("/dashboard/bulletin", params={"month": MONTH})
+        assert tables(mine.text) == {} and "bulletin.csv?month=2026-10&amp;unit=" in mine.text
+        assert b.get("/dashboard/bulletin.xlsx", params={"month": MONTH, "unit": UNIT}).status_code == 200
 
 
 def test_the_verify_button_runs_in_the_background_and_the_page_shows_its_result(hub_app):
     hub = hub_app
     populate(hub)
-    answer = hub.http.post("/dashboard/ledger/verify", headers=hub.admin_headers, follow_redirects=False)
-    assert (answer.status_code, answer.headers["location"]) == (303, "/dashboard#ledger")
-    for _ in range(200):
-        page = hub.http.get("/dashboard", params={"month": MONTH}, headers=hub.admin_headers).text
-        if "Intact" in page:
-            break
-        time.sleep(0.05)
+    make_people(hub)
+    with signed_in(hub, "op") as b:
+        assert "立即校验 Verify now" in b.get("/dashboard").text  # the form's CSRF token
+        assert b.post_form("/dashboard/ledger/verify", {}, csrf=False).status_code == 403
+        answer = b.post_form("/dashboard/ledger/verify", {})
+        assert (answer.status_code, answer.headers["location"]) == (303, "/dashboard#ledger")
+        for _ in range(200):
+            page = b.get("/dashboard", params={"month": MONTH}).text
+            if "Intact" in page:
+                break
+            time.sleep(0.05)
     head = hub.http.get("/api/v1/ledger/head", headers=hub.admin_headers).json()
     assert re.search(rf"Intact: {head['seq']} 条 entries verified up to seq {head['seq']}", page), page
-    assert "admin-token" in page
+    assert "requested by op." in page

@@ -15,7 +15,7 @@ from hub.bulletin import COLUMNS, CSV_HEADER, NO_KEY, hall_bulletin, unit_bullet
 from hub.config import HubSettings
 from hub.dashboard import ADMIN, Month, Viewer
 from hub.store import HubStore, store_for
-from tests.fixtures.dashboard import FORMULA_UNIT, MONTH, UNIT, posted_hub
+from tests.fixtures.dashboard import FORMULA_UNIT, MONTH, UNIT, posted_hub, signed_in
 
 from .conftest import BACKENDS
 
@@ -157,12 +157,17 @@ async def test_a_unit_bulletin_spans_its_halls_and_its_staff(posted, data):
 
 def test_the_bulletin_pages(posted):
     hub, _ = posted
-    chooser = hub.http.get("/dashboard/bulletin", params={"month": MONTH}, headers=hub.admin_headers)
+    with signed_in(hub, "op") as b:
+        _bulletin_pages(hub, b)
+
+
+def _bulletin_pages(hub, b) -> None:
+    chooser = b.get("/dashboard/bulletin", params={"month": MONTH})
     assert chooser.status_code == 200
     for href in ("/dashboard/bulletin.csv?month=2026-10&amp;hall=H1",
                  "/dashboard/bulletin.xlsx?month=2026-10&amp;unit=%E5%B8%82%E5%B8%82%E5%9C%BA%E7%9B%91%E7%9D%A3%E7%AE%A1%E7%90%86%E5%B1%80"):
         assert href in chooser.text, href
-    page = hub.http.get("/dashboard/bulletin", params={"month": MONTH, "unit": UNIT}, headers=hub.admin_headers)
+    page = b.get("/dashboard/bulletin", params={"month": MONTH, "unit": UNIT})
     for kind in ("csv", "xlsx"):  # a Chinese unit name in the file's name (RFC 6266 filename*)
         file = hub.http.get(f"/dashboard/bulletin.{kind}", params={"month": MONTH, "unit": UNIT},
                             headers=hub.admin_headers)
@@ -173,9 +178,12 @@ def test_the_bulletin_pages(posted):
     assert page.status_code == 200 and "H2" in page.text
     head = hub.http.get("/api/v1/ledger/head", headers=hub.admin_headers).json()
     assert f"{head['seq']}:{head['hash']}" in page.text  # the head to record outside the hub
-    hall = hub.http.get("/dashboard/bulletin", params={"month": MONTH, "hall": "H1"}, headers=hub.admin_headers)
+    hall = b.get("/dashboard/bulletin", params={"month": MONTH, "hall": "H1"})
     assert "&#34;http://example.invalid&#34;" in hall.text or "&quot;http://example.invalid&quot;" in hall.text
     assert FORMULA_UNIT not in hall.text  # escaped, as every text
     for params in ({"month": MONTH}, {"month": MONTH, "hall": "H1", "unit": UNIT}):
-        assert hub.http.get("/dashboard/bulletin.csv", params=params, headers=hub.admin_headers).status_code == 400
-    assert hub.http.get("/dashboard/bulletin.xlsx", params={"hall": "H404"}, headers=hub.admin_headers).status_code == 404
+        assert b.get("/dashboard/bulletin.csv", params=params).status_code == 400
+    assert b.get("/dashboard/bulletin.xlsx", params={"hall": "H404"}).status_code == 404
+    by_session = b.get("/dashboard/bulletin.csv", params={"month": MONTH, "hall": "H1"})
+    by_token = hub.http.get("/dashboard/bulletin.csv", params={"month": MONTH, "hall": "H1"}, headers=hub.admin_headers)
+    assert by_session.status_code == 200 and by_session.content == by_token.content
