@@ -41,6 +41,8 @@ class HubSettings(BaseSettings):
                                        description="run the default-rating job this often; 0: never")
     defaults_lookback_days: int = Field(default=90, ge=1, le=3660,
                                         description="services stored longer ago are not looked at again")
+    phone_key_file: Path | None = Field(default=None, description="keys that seal raters' names and phone "
+                                        "numbers (docs/phone.md, 'Keys'); none: the phone page asks for neither")
 
     @field_validator("db_url")
     @classmethod

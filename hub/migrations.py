@@ -560,6 +560,89 @@ ALTER TABLE devices ADD COLUMN retired_at TEXT;
 """
 
 
+# The phone rating page (docs/phone.md): its ratings (a ledger kind of their own, `phone`), the
+# raters' sealed contact details beside them (outside the ledger: a key rotation seals them
+# again), the audit of every unmasked read, and the page's daily counters. SQLite cannot change a
+# CHECK constraint, so its ledger table is copied into one whose CHECK admits the new kind.
+_PHONE = """
+CREATE TABLE phone_ratings (
+    hall            TEXT NOT NULL,
+    service         TEXT NOT NULL,        -- the token's svc: the gateway's service id
+    kind            TEXT NOT NULL CHECK (kind IN ('supplementary', 'followup')),
+    window_id       TEXT NOT NULL,        -- the service's window (the token's until the service came)
+    score           {int} CHECK (score BETWEEN 1 AND 5),           -- overall: supplementary only
+    business_score  {int} CHECK (business_score BETWEEN 1 AND 5),  -- 业务评价
+    service_score   {int} CHECK (service_score BETWEEN 1 AND 5),   -- 服务评价
+    tags            TEXT NOT NULL,        -- JSON array of tag codes (hub/phone/form.py)
+    comment         TEXT,
+    has_contact     BOOLEAN NOT NULL,     -- a sealed name or number is in phone_contacts
+    staff_id        TEXT,                 -- the service's, if it was at the hub when rated
+    matter_code     TEXT,
+    unit            TEXT,
+    lang            TEXT NOT NULL,        -- the page's language
+    token_exp       {int} NOT NULL,
+    nonce           TEXT NOT NULL,        -- the form's: a repeat of the same form is this row
+    submitted_at    TEXT NOT NULL,        -- hub time, UTC
+    PRIMARY KEY (hall, service, kind),
+    CHECK ((kind = 'supplementary') = (score IS NOT NULL))
+);
+CREATE INDEX phone_ratings_submitted ON phone_ratings (hall, submitted_at);
+
+CREATE TABLE phone_contacts (
+    hall          TEXT NOT NULL,
+    service       TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    name_sealed   TEXT,                   -- AES-256-GCM, `kid:base64` (hub/phone/crypto.py)
+    phone_sealed  TEXT,
+    key_id        TEXT NOT NULL,          -- the key both are sealed with
+    sealed_at     TEXT NOT NULL,
+    PRIMARY KEY (hall, service, kind),
+    FOREIGN KEY (hall, service, kind) REFERENCES phone_ratings (hall, service, kind),
+    CHECK (name_sealed IS NOT NULL OR phone_sealed IS NOT NULL)
+);
+CREATE INDEX phone_contacts_key ON phone_contacts (key_id);
+
+CREATE TABLE phone_contact_reads (
+    id         {serial},
+    at         TEXT NOT NULL,
+    principal  TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    hall       TEXT NOT NULL,
+    service    TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    reason     TEXT NOT NULL
+);
+
+CREATE TABLE phone_counts (
+    day   TEXT NOT NULL,                  -- YYYY-MM-DD in China
+    hall  TEXT NOT NULL,                  -- '' when the token named none that could be read
+    what  TEXT NOT NULL,
+    n     {int} NOT NULL,
+    PRIMARY KEY (day, hall, what)
+);
+{ledger}"""
+_SQLITE_PHONE = _PHONE.format(int="INTEGER", serial="INTEGER PRIMARY KEY AUTOINCREMENT", ledger="""
+CREATE TABLE ledger_with_phone (
+    seq     BIGINT PRIMARY KEY CHECK (seq >= 1),
+    kind    TEXT NOT NULL CHECK (kind IN ('rating', 'service', 'default', 'phone')),
+    hall    TEXT NOT NULL,
+    ref     TEXT NOT NULL,
+    digest  TEXT NOT NULL,
+    hash    TEXT NOT NULL,
+    at      TEXT NOT NULL,
+    UNIQUE (kind, hall, ref)
+);
+INSERT INTO ledger_with_phone (seq, kind, hall, ref, digest, hash, at)
+    SELECT seq, kind, hall, ref, digest, hash, at FROM ledger ORDER BY seq;
+DROP TABLE ledger;
+ALTER TABLE ledger_with_phone RENAME TO ledger;
+""")
+_PG_PHONE = _PHONE.format(int="BIGINT", serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", ledger="""
+ALTER TABLE ledger DROP CONSTRAINT ledger_kind_check;
+ALTER TABLE ledger ADD CONSTRAINT ledger_kind_check CHECK (kind IN ('rating', 'service', 'default', 'phone'));
+""")
+
+
 # ---------------------------------------------------------------------------- the list
 
 
@@ -588,6 +671,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("statistics: month rows in the coarse rollups, key column `period`; rebuilt at the "
               "next start", _STATS_MONTHS, _STATS_MONTHS),
     Migration("retired devices: devices.retired_at", _RETIRED, _RETIRED),
+    Migration("the phone rating page: phone_ratings, phone_contacts (sealed), phone_contact_reads, "
+              "phone_counts; ledger kind 'phone'", _SQLITE_PHONE, _PG_PHONE),
 )
 SCHEMA_VERSION = len(MIGRATIONS)  # the newest version this code knows
 

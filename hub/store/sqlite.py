@@ -38,6 +38,7 @@ from ..gaps import GapBook
 from ..migrations import BACKFILLS, SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
 from ..stats import Rebuilt, StatsQuery, StatsRow
 from . import rollups, sqlite_rollups, tables
+from .sqlite_phone import SQLitePhone
 from .base import (
     AlertRecord,
     DeviceRecord,
@@ -106,7 +107,7 @@ def _transaction(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connecti
     return result
 
 
-class SQLiteStore(HubStore):
+class SQLiteStore(SQLitePhone, HubStore):
     """`HubStore` on one SQLite file (created with its folder if missing)."""
 
     param = "?"
@@ -473,6 +474,7 @@ class SQLiteStore(HubStore):
                     for row in await self._rows(sql + f"({','.join('?' * len(chunk))})", [hall, *chunk]):
                         record = to_record(row)
                         found[(kind, record["hall"], record.get("id", record.get("service")))] = record
+        found.update(await self._phone_ledger_records(entries))
         return found
 
     # ------------------------------------------------------------------------ default ratings
@@ -486,7 +488,7 @@ class SQLiteStore(HubStore):
             fresh = []
             for r in records:  # one writer: what this sees cannot change before COMMIT
                 (defaulted, rated), = _fetch(db, tables.DEFAULT_RECHECK_SQL.format(p="?"),
-                                             (r.hall, r.service, r.hall, r.service))
+                                             (r.hall, r.service) * 3)
                 if not defaulted and not rated:
                     fresh.append(r)
             if fresh:
