@@ -14,8 +14,9 @@ The rules (docs/phone.md, "One rating per service"):
   channel the citizen used at the service, it is signed by the device, and neither record is ever
   deleted. The supplementary rating stays in the ledger as it was given, but its overall score no
   longer counts: statistics take it out, exports show it as a further evaluation of the service
-  (评价次数 2, its overall rating replaced by the counter's). Either arrival order ends in the same
-  state: the counter's overall rating, the phone record as an evaluation that follows it.
+  (评价次数 2, its overall rating replaced by the counter's), and it is the service's one
+  follow-up: the page offers no other. Either arrival order ends in the same state: the counter's
+  overall rating, one phone record that follows it, the page "done".
 """
 
 from __future__ import annotations
@@ -90,6 +91,12 @@ class PhoneState:
         return self.counter is not None or SUPPLEMENTARY in self.records
 
     @property
+    def followed(self) -> bool:
+        """The service has its one follow-up: a phone follow-up, or a phone supplementary rating
+        that a counter rating replaced."""
+        return FOLLOWUP in self.records or (SUPPLEMENTARY in self.records and self.counter is not None)
+
+    @property
     def overall_channel(self) -> str | None:
         """`counter`, `phone` or None: where the service's overall rating came from."""
         if self.counter is not None:
@@ -100,7 +107,7 @@ class PhoneState:
 def page_mode(state: PhoneState, now: datetime, due: datetime | None) -> str:
     """What the page offers for the service at `now`; `due`: when its supplementary rating
     closes (None: no deadline known, e.g. a hall in no region; the token's expiry still ends it)."""
-    if FOLLOWUP in state.records:
+    if state.followed:
         return DONE
     if state.has_overall:
         return OFFER_FOLLOWUP
@@ -122,7 +129,7 @@ def decide(state: PhoneState, kind: str, nonce: str) -> str:
         if state.defaulted:
             return TOO_LATE
         return STORE
-    if FOLLOWUP in state.records:
+    if state.followed:
         return ALREADY
     if not state.has_overall:
         return NO_OVERALL

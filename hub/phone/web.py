@@ -299,10 +299,12 @@ async def submit(request: Request, token: str) -> Response:
         stored_kind = next((r.kind for r in result.state.records.values() if r.nonce == nonce), kind)
         return RedirectResponse(view.url(lang=view.lang, sent=stored_kind), status_code=303,
                                 headers=SECURITY_HEADERS)
-    if result.outcome == rules.OVERALL_EXISTS:
+    if result.outcome == rules.OVERALL_EXISTS and not result.state.followed:
         view.values.pop("score", None)
         return await _form_page(request, view, claims, key, result.state, rules.OFFER_FOLLOWUP, due, status=409,
                                 notice=view.t("notice.overall_exists"))
     if result.outcome == rules.TOO_LATE:
         return _message(view, rules.CLOSED, result.state, due)
+    if result.outcome == rules.OVERALL_EXISTS:  # and the service has its follow-up: nothing more to give
+        return _message(view, rules.DONE, result.state, due)
     return RedirectResponse(view.url(lang=view.lang), status_code=303, headers=SECURITY_HEADERS)

@@ -65,9 +65,10 @@ LIST_SQL = (f"SELECT {', '.join('x.' + c for c in PHONE_NAMES)}, "
             f"{_COUNTER_OF.format(col='r.score')}, "
             "(SELECT s.score FROM phone_ratings s WHERE s.hall = x.hall AND s.service = x.service "
             " AND s.kind = 'supplementary'), "
-            "c.name_sealed, c.phone_sealed "
+            "c.name_sealed, c.phone_sealed, sv.case_no, COALESCE(x.staff_id, sv.staff_id), "
+            "COALESCE(x.matter_code, sv.matter_code), COALESCE(x.unit, sv.unit) "
             "FROM phone_ratings x LEFT JOIN phone_contacts c ON c.hall = x.hall AND c.service = x.service "
-            "AND c.kind = x.kind")
+            "AND c.kind = x.kind LEFT JOIN services sv ON sv.hall = x.hall AND sv.id = x.service")
 LEDGER_SQL = f"SELECT {PHONE_COLUMNS} FROM phone_ratings WHERE hall = {{p}} AND service = {{p}} AND kind = {{p}}"
 
 
@@ -77,7 +78,10 @@ class StoredPhoneRating:
     now (the counter's first rating if any, else the supplementary one's score), `overall_id` its
     id, `counted` whether this record's own overall score counts (a supplementary rating with no
     counter rating). `name_sealed`/`phone_sealed`: the sealed contact, if any (masked or opened by
-    hub/phone/contacts.py only)."""
+    hub/phone/contacts.py only). `case_no`, `service_staff_id`, `service_matter_code`,
+    `service_unit`: the service's (once it has arrived), for the exports. `evaluation_number`:
+    评价次数, 1 for the service's overall rating, then 2, 3 for what follows it (a replaced
+    supplementary rating, then the follow-up)."""
 
     hall: str
     service: str
@@ -101,6 +105,11 @@ class StoredPhoneRating:
     counted: bool
     name_sealed: str | None
     phone_sealed: str | None
+    case_no: str | None
+    service_staff_id: str | None
+    service_matter_code: str | None
+    service_unit: str | None
+    evaluation_number: int
 
     @property
     def id(self) -> str:
@@ -171,7 +180,8 @@ def service_facts(service: str, info: ServiceInfo | None) -> ServiceFacts | None
 def stored(row: Sequence[Any]) -> StoredPhoneRating:
     """A row of LIST_SQL."""
     rec = dict(zip(PHONE_NAMES, row[:len(PHONE_NAMES)], strict=True))
-    device, n, counter_score, supplementary_score, name_sealed, phone_sealed = row[len(PHONE_NAMES):]
+    (device, n, counter_score, supplementary_score, name_sealed, phone_sealed, case_no, staff, matter,
+     unit) = row[len(PHONE_NAMES):]
     if device is not None:
         overall, overall_id = counter_score, f"{device}:{n}"
     elif supplementary_score is not None:
@@ -179,11 +189,14 @@ def stored(row: Sequence[Any]) -> StoredPhoneRating:
     else:
         overall, overall_id = None, None
     counted = rec["kind"] == SUPPLEMENTARY and device is None
+    replaced = device is not None and supplementary_score is not None  # a supplementary rating a counter one replaced
+    number = 1 if counted else 2 if rec["kind"] == SUPPLEMENTARY or not replaced else 3
     return StoredPhoneRating(rec["hall"], rec["service"], rec["kind"], rec["window_id"], rec["score"],
                              rec["business_score"], rec["service_score"], tuple(json.loads(rec["tags"])),
                              rec["comment"], bool(rec["has_contact"]), rec["staff_id"], rec["matter_code"],
                              rec["unit"], rec["lang"], rec["token_exp"], rec["nonce"], rec["submitted_at"],
-                             overall, overall_id, counted, name_sealed, phone_sealed)
+                             overall, overall_id, counted, name_sealed, phone_sealed, case_no, staff, matter,
+                             unit, number)
 
 
 # ---------------------------------------------------------------------------- a submission

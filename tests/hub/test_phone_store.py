@@ -1,0 +1,138 @@
+"""The phone page's records in the real databases (both backends), through the store: unmasked
+reads only for an allowed principal and always audited, key rotation, the default job, and a
+phone rating and a counter rating of one service stored at the same moment."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from hub.phone import rules
+from hub.phone.contacts import Acting, NotAllowed, masked, read_contact, rekey
+from hub.phone.crypto import Keyring, SealError, aad
+from hub.phone.form import FOLLOWUP, SUPPLEMENTARY, Submission
+from hub.stats import StatsQuery
+from hub.store.phone_sql import PhoneSubmission
+from hub.workdays import WorkCalendar
+from tests.fixtures.hub import binding, rating_item, service_item
+
+from .test_defaults_store import set_regions
+from .test_store import H1, rated, setup_devices
+
+pytestmark = pytest.mark.anyio
+
+CST = timezone(timedelta(hours=8))
+K1, K2 = bytes([1]) * 32, bytes([2]) * 32
+
+
+def supplementary(score: int = 2, **fields) -> Submission:
+    values = {"kind": SUPPLEMENTARY, "score": score, "business": None, "service": None, "tags": (),
+              "comment": None, "name": None, "phone": None, **fields}
+    return Submission(**values)
+
+
+async def submit(store, svc: str, form: Submission, nonce: str = "n1", ring: Keyring | None = None):
+    contact = None
+    if ring is not None and form.has_contact:
+        contact = (ring.seal(form.name, aad(H1, svc, form.kind, "name")) if form.name else None,
+                   ring.seal(form.phone, aad(H1, svc, form.kind, "phone")) if form.phone else None, ring.current)
+    return await store.phone_submit(PhoneSubmission(H1, svc, "1", 2**31, form, "zh-Hans", nonce, contact))
+
+
+async def test_unmasked_reads_need_an_allowed_role_and_a_reason_and_are_audited(store):
+    ring = Keyring.of(("k1", K1))
+    stored = await submit(store, "svc1", supplementary(1, name="张三", phone="13812345678"), ring=ring)
+    assert stored.outcome == rules.STORE
+    (rating,) = await store.phone_ratings()
+    assert masked(ring, rating) is not None and masked(ring, rating).phone == "138****5678"
+    for who in (Acting("h1", "handler"), Acting("a1", "auditor"), Acting("", "operator"), object()):
+        with pytest.raises(NotAllowed):
+            await read_contact(store, ring, hall=H1, service="svc1", kind=SUPPLEMENTARY, principal=who,
+                               reason="callback")
+    with pytest.raises(NotAllowed, match="reason"):
+        await read_contact(store, ring, hall=H1, service="svc1", kind=SUPPLEMENTARY,
+                           principal=Acting("op1", "operator"), reason="  ")
+    assert await store.phone_audit() == []  # refused before anything was read
+    seen = []
+
+    async def accounts_log(event):
+        seen.append(event)
+    contact = await read_contact(store, ring, hall=H1, service="svc1", kind=SUPPLEMENTARY,
+                                 principal=Acting("op1", "operator"), reason="差评回访", audit=accounts_log)
+    assert (contact.name, contact.phone) == ("张三", "13812345678")
+    assert await read_contact(store, ring, hall=H1, service="nothing", kind=SUPPLEMENTARY,
+                              principal=Acting("sv1", "supervisor"), reason="申诉核实") is None
+    audit = await store.phone_audit()
+    assert [(a[1], a[2], a[4], a[6]) for a in audit] == [("sv1", "supervisor", "nothing", "申诉核实"),
+                                                         ("op1", "operator", "svc1", "差评回访")]
+    assert [e.principal for e in seen] == ["op1"]
+
+
+async def test_rotation_seal_again_with_the_new_key_then_drop_the_old(store):
+    old = Keyring.of(("k1", K1))
+    for i in range(7):
+        await submit(store, f"svc{i}", supplementary(name="李四", phone=f"1390000000{i}"), ring=old)
+    await submit(store, "svc-anon", supplementary())  # no contact: nothing to seal
+    assert await store.phone_contact_keys() == {"k1": 7}
+    rotated = Keyring.of(("k2", K2), ("k1", K1))
+    assert await rekey(store, rotated, page=3) == 7
+    assert await store.phone_contact_keys() == {"k2": 7}
+    assert await rekey(store, rotated) == 0  # idempotent
+    new_only = Keyring.of(("k2", K2))
+    contact = await read_contact(store, new_only, hall=H1, service="svc3", kind=SUPPLEMENTARY,
+                                 principal=Acting("op", "operator"), reason="check")
+    assert contact.phone == "13900000003"
+    assert (await store.verify_ledger()).ok  # sealed contacts are outside the ledger: rotation changes no record
+    with pytest.raises(SealError):
+        await read_contact(store, old, hall=H1, service="svc3", kind=SUPPLEMENTARY,
+                           principal=Acting("op", "operator"), reason="check")
+
+
+async def test_the_default_job_never_defaults_a_phone_rated_service(store, hub_db):
+    set_regions(hub_db)  # H1: 7 calendar days
+    finished = "2026-11-20T10:00:00+08:00"
+    await store.ingest(H1, [service_item("PHONE", finished_at=finished), service_item("NONE", finished_at=finished),
+                            service_item("FOLLOW", finished_at=finished)])
+    assert (await submit(store, "PHONE", supplementary(4))).outcome == rules.STORE
+    later = datetime(2026, 11, 28, tzinfo=CST)
+    result = await store.run_defaults(WorkCalendar.load(), now=later)
+    assert result.applied == 2
+    assert sorted(d.service for d in await store.list_defaults()) == ["FOLLOW", "NONE"]
+    # a follow-up form for a defaulted service with no overall rating is not stored
+    follow = Submission(FOLLOWUP, None, 5, None, (), None, None, None)
+    assert (await submit(store, "FOLLOW", follow)).outcome == rules.NO_OVERALL
+    assert (await submit(store, "NONE", supplementary(5))).outcome == rules.TOO_LATE
+    (row,) = await store.stats(StatsQuery(date(2026, 11, 20), date(2026, 11, 20)))
+    assert (row.figures.services, row.figures.rated, row.figures.defaulted, row.figures.rated_or_default) == (3, 1, 2, 3)
+
+
+async def test_phone_and_counter_ratings_of_one_service_at_the_same_moment(store):
+    """Many services, each rated on the phone and at the counter at once: each ends with the
+    counter's rating counted and the phone one not, and the rollups equal a rebuild (PostgreSQL
+    without the writers' lock in phone_submit counts some services twice)."""
+    await setup_devices(store, "D1")
+    now = datetime.now(CST)
+    services = [f"svc{i:03}" for i in range(24)]
+    await store.ingest(H1, [service_item(s, finished_at=now.isoformat(timespec="seconds")) for s in services])
+
+    async def counter(i: int, svc: str):
+        return await store.ingest(H1, [rating_item(rated("D1", i + 1, 4, sess=svc), binding(service=svc),
+                                                   received_at=now.isoformat(timespec="seconds"))])
+
+    results = await asyncio.gather(*(coro for i, svc in enumerate(services)
+                                     for coro in (submit(store, svc, supplementary(1), nonce=f"n{i}"),
+                                                  counter(i, svc))))
+    assert all(r.outcome in (rules.STORE, rules.OVERALL_EXISTS) for r in results[0::2])
+    phone = await store.phone_ratings(limit=1000)
+    assert all(not r.counted and r.overall == 4 for r in phone)
+    day = now.date()
+    query = StatsQuery(day, day)
+    (before,) = await store.stats(query)
+    assert (before.figures.ratings, before.figures.scores[3], before.figures.scores[0],
+            before.figures.rated, before.figures.services) == (24, 24, 0, 24, 24)
+    await store.rebuild_stats()
+    (after,) = await store.stats(query)
+    assert after.figures == before.figures
+    assert (await store.verify_ledger()).ok
