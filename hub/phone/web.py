@@ -127,7 +127,9 @@ class View:
         language = words.languages[self.lang]
         switcher = [(code, words.languages[code].name, self.url(lang=code)) for code in LANGS]
         html = page.env.get_template(template).render(
-            t=self.t, lang=self.lang, dir=language.dir, switcher=switcher, view=self, values=self.values, **context)
+            t=self.t, lang=self.lang, dir=language.dir, switcher=switcher, view=self, values=self.values,
+            official=lambda score: words.text("zh-Hans", f"level.{score}"),  # the program's own words
+            **context)
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
