@@ -562,8 +562,12 @@ ALTER TABLE devices ADD COLUMN retired_at TEXT;
 
 # The phone rating page (docs/phone.md): its ratings (a ledger kind of their own, `phone`), the
 # raters' sealed contact details beside them (outside the ledger: a key rotation seals them
-# again), the audit of every unmasked read, and the page's daily counters. SQLite cannot change a
-# CHECK constraint, so its ledger table is copied into one whose CHECK admits the new kind.
+# again), the audit of every unmasked read, and the page's daily counters. The ledger's CHECK on
+# `kind` must admit `phone`: PostgreSQL replaces the constraint; SQLite cannot alter a CHECK, and
+# copying the ledger into a new table took 166 s per million entries here, so its step is the
+# Python backfill "ledger_kinds" (store `_widen_ledger_kinds`): the CHECK in the table's stored
+# definition is rewritten in place, as SQLite documents for dropping or loosening a constraint
+# (lang_altertable.html, section 7; every stored row meets the wider one).
 _PHONE = """
 CREATE TABLE phone_ratings (
     hall            TEXT NOT NULL,
@@ -621,22 +625,7 @@ CREATE TABLE phone_counts (
     PRIMARY KEY (day, hall, what)
 );
 {ledger}"""
-_SQLITE_PHONE = _PHONE.format(int="INTEGER", serial="INTEGER PRIMARY KEY AUTOINCREMENT", ledger="""
-CREATE TABLE ledger_with_phone (
-    seq     BIGINT PRIMARY KEY CHECK (seq >= 1),
-    kind    TEXT NOT NULL CHECK (kind IN ('rating', 'service', 'default', 'phone')),
-    hall    TEXT NOT NULL,
-    ref     TEXT NOT NULL,
-    digest  TEXT NOT NULL,
-    hash    TEXT NOT NULL,
-    at      TEXT NOT NULL,
-    UNIQUE (kind, hall, ref)
-);
-INSERT INTO ledger_with_phone (seq, kind, hall, ref, digest, hash, at)
-    SELECT seq, kind, hall, ref, digest, hash, at FROM ledger ORDER BY seq;
-DROP TABLE ledger;
-ALTER TABLE ledger_with_phone RENAME TO ledger;
-""")
+_SQLITE_PHONE = _PHONE.format(int="INTEGER", serial="INTEGER PRIMARY KEY AUTOINCREMENT", ledger="")
 _PG_PHONE = _PHONE.format(int="BIGINT", serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", ledger="""
 ALTER TABLE ledger DROP CONSTRAINT ledger_kind_check;
 ALTER TABLE ledger ADD CONSTRAINT ledger_kind_check CHECK (kind IN ('rating', 'service', 'default', 'phone'));
@@ -654,7 +643,8 @@ class Migration:
     sqlite: str
     postgres: str
     # a step in Python after the SQL, in the same transaction, for what SQL cannot compute:
-    # "ledger" chains every record stored before the ledger existed (store `_backfill_ledger`)
+    # "ledger" chains every record stored before the ledger existed (store `_backfill_ledger`);
+    # "ledger_kinds" (SQLite only) lets the ledger's CHECK admit every kind of hub.ledger.KINDS
     backfill: str | None = None
 
 
@@ -672,7 +662,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               "next start", _STATS_MONTHS, _STATS_MONTHS),
     Migration("retired devices: devices.retired_at", _RETIRED, _RETIRED),
     Migration("the phone rating page: phone_ratings, phone_contacts (sealed), phone_contact_reads, "
-              "phone_counts; ledger kind 'phone'", _SQLITE_PHONE, _PG_PHONE),
+              "phone_counts; ledger kind 'phone'", _SQLITE_PHONE, _PG_PHONE, backfill="ledger_kinds"),
 )
 SCHEMA_VERSION = len(MIGRATIONS)  # the newest version this code knows
 

@@ -136,3 +136,53 @@ async def test_phone_and_counter_ratings_of_one_service_at_the_same_moment(store
     (after,) = await store.stats(query)
     assert after.figures == before.figures
     assert (await store.verify_ledger()).ok
+
+
+async def test_the_command_line_makes_keys_and_seals_again(store, hub_db, tmp_path, capsys):
+    from hub.phone.__main__ import main
+    assert main(["keygen"]) == 0
+    line = capsys.readouterr().out.strip()
+    kid, key_hex = line.split()
+    assert len(bytes.fromhex(key_hex)) == 32
+    await submit(store, "svc-cli", supplementary(name="王五"), ring=Keyring.of(("k1", K1)))
+    keys = tmp_path / "keys"
+    keys.write_text(f"{line}\nk1 {K1.hex()}\n")
+    db = ["--db", str(hub_db["db_path"])] if not hub_db.get("db_url") else ["--db-url", hub_db["db_url"]]
+    assert await asyncio.to_thread(main, ["rekey", "--key-file", str(keys), *db]) == 0
+    assert f"sealed again with {kid}: 1" in capsys.readouterr().out
+    assert await store.phone_contact_keys() == {kid: 1}
+    keys.write_text(f"k9 {K2.hex()}\n")
+    await submit(store, "svc-cli-2", supplementary(name="赵六"), ring=Keyring.of(("k1", K1)))
+    assert await asyncio.to_thread(main, ["rekey", "--key-file", str(keys), *db]) == 1
+    keys.write_text("nonsense\n")
+    assert await asyncio.to_thread(main, ["rekey", "--key-file", str(keys), *db]) == 2
+
+
+async def test_sqlite_the_migration_widens_the_ledgers_check_in_place(tmp_path):
+    """The migration lets the ledger hold kind `phone` by rewriting the stored CHECK (no copy of
+    the table); entries already there stay, the database checks whole, other kinds stay refused."""
+    import sqlite3
+
+    from hub.migrations import SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
+    from hub.store import SQLiteStore
+    path = tmp_path / "hub.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_VERSION_TABLE)
+        for version, script in enumerate(SQLITE_MIGRATIONS[:-1], start=1):
+            db.executescript(script)
+            db.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, 'x')", (version,))
+        db.executemany("INSERT INTO ledger (seq, kind, hall, ref, digest, hash, at) VALUES (?, 'service', 'H0', ?, "
+                       "'d', 'h', 'x')", [(i, f"s{i}") for i in range(1, 1001)])
+        db.execute("UPDATE ledger_head SET seq = 1000, hash = 'h' WHERE id = 1")
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute("INSERT INTO ledger VALUES (5000, 'phone', 'H0', 'x', 'd', 'h', 'x')")
+    async with SQLiteStore(path) as store:
+        assert (await submit(store, "svc-migrated", supplementary(3))).outcome == rules.STORE
+        assert [(e.seq, e.kind) for e in await store.ledger_entries(999, 10)] == [(1000, "service"), (1001, "phone")]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        (sql,), = db.execute("SELECT sql FROM sqlite_schema WHERE name = 'ledger'").fetchall()
+        assert "'default', 'phone')" in sql
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute("INSERT INTO ledger VALUES (5000, 'bogus', 'H0', 'x', 'd', 'h', 'x')")
+        assert db.execute("SELECT COUNT(*) FROM ledger").fetchall() == [(1001,)]
