@@ -173,5 +173,5 @@ def mask_phone(phone: str) -> str:
 
 
 def mask_name(name: str) -> str:
-    """张*, 欧阳**, 买*****: the first character, then one star per character hidden."""
+    """张*, 欧*** (欧阳娜娜), 买***** (买买提·艾力): the first character, then a star per character hidden."""
     return name[0] + "*" * (len(name) - 1) if len(name) > 1 else "*"

@@ -163,11 +163,11 @@ async def _deadline(request: Request, claims: Claims, state: rules.PhoneState) -
     if region is None:
         return None
     base = parse_time(state.info.finished_at) if state.info is not None and state.info.finished_at else None
-    if base is None:
-        base = datetime.fromtimestamp(claims.issued_at, CHINA_TZ)
     try:
+        if base is None:
+            base = datetime.fromtimestamp(claims.issued_at, CHINA_TZ)
         return default_deadline(base, region.default_rule, _page(request).calendar).due
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError, OSError):  # a time beyond the calendar (an exp in year 36812)
         return None
 
 

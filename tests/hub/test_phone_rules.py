@@ -88,3 +88,22 @@ def test_a_followup_never_carries_an_overall_rating_and_is_not_empty():
     assert parse(FOLLOWUP, form(score="1"), True)[1] == {"form": "error.followup_empty"}
     assert parse(FOLLOWUP, form(business="", service="", comment="  "), True)[1] == {"form": "error.followup_empty"}
     assert parse(FOLLOWUP, form(service="5"), True)[0].service == 5
+
+
+def test_post_limits_per_service_and_per_address_over_a_sliding_window():
+    from hub.phone.limits import POSTS_PER_ADDRESS, POSTS_PER_TOKEN, WINDOW_S, PhoneLimits, SlidingWindow
+    now = [0.0]
+    limits = PhoneLimits(clock=lambda: now[0])
+    assert all(limits.post(("H1", "svc"), "1.2.3.4") for _ in range(POSTS_PER_TOKEN))
+    assert not limits.post(("H1", "svc"), "5.6.7.8")  # the service's limit, from any address
+    assert limits.post(("H1", "other"), "5.6.7.8")
+    for i in range(POSTS_PER_ADDRESS - POSTS_PER_TOKEN):  # one address posting for many services
+        assert limits.post(("H1", f"s{i}"), "1.2.3.4")
+    assert not limits.post(("H1", "fresh"), "1.2.3.4")
+    now[0] = WINDOW_S + 1  # the window slides: both may post again
+    assert limits.post(("H1", "svc"), "1.2.3.4")
+    window = SlidingWindow(1, 10.0, clock=lambda: now[0], max_keys=3)
+    for key in "abcd":
+        assert window.hit(key)
+    assert window.hit("a")  # forgotten (only 3 keys are kept): memory stays bounded
+    assert not window.hit("d")
