@@ -63,6 +63,12 @@ def test_the_page_offers_the_supplementary_rating_before_the_service_reaches_the
     verified = phone.verify_ledger()
     assert verified["ok"] and verified["entries"] == 2, verified
     assert "追加评价" in text(phone.show(token).text)  # now one follow-up
+    (row,) = phone.export()
+    assert (row["评价渠道"], row["评价次数"], row["满意度"], row["满意度代码"], row["文字评价"], row["办件编号"],
+            row["评价编号"], row["关联评价编号"], row["评价人"]) == (
+        "二维码", 1, "不满意", "4", "等了一个小时", "2026112100015", "phone:H1:svc-early:supplementary", None, None)
+    (prov,) = phone.export("provincial")
+    assert (prov["pf"], prov["satisfaction"], prov["assessNumber"], prov["hcpStaffId"]) == ("3", "2", "1", "S0107")
 
 
 @pytest.mark.parametrize("order", ["phone_then_counter", "counter_then_phone"])
