@@ -41,6 +41,11 @@ setup() {
         echo "run.sh: installing chromium (OS package, for the hub pages' browser tests)"
         apt_install chromium
     fi
+    # a CJK font, so the browser tests' screenshots of the Chinese pages are readable (~5 MB)
+    if command -v fc-list >/dev/null && [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; then
+        echo "run.sh: installing fonts-wqy-microhei (OS package: Chinese text in the browser tests' screenshots)"
+        apt_install fonts-wqy-microhei
+    fi
     if ! command -v node >/dev/null; then
         echo "run.sh: installing nodejs (OS package, for pyright)"
         apt_install nodejs

@@ -19,6 +19,7 @@ from .api.routes import api_router
 from .config import HubSettings
 from .phone import web as phone
 from .store import HubStore, open_store
+from .web import mount_web
 from .workdays import WorkCalendar
 
 log = logging.getLogger("hub.defaults")
@@ -30,7 +31,8 @@ them. Wire shapes: docs/protocol.md.
 
 Authentication: `Authorization: Bearer …`. Registration and reads take the **admin token**
 (`HCP_HUB_ADMIN_TOKEN`; reads need it for now, reader roles come later). Ingest takes the
-**gateway token** issued by `POST /api/v1/gateways`.
+**gateway token** issued by `POST /api/v1/gateways`. People sign in at `/login`; the APIs that
+name roles (`/api/v1/audit`, …) take their session cookie too (docs/accounts.md).
 """
 
 
@@ -55,6 +57,9 @@ def create_app(settings: HubSettings, *, on_ready: Callable[[], None] | None = N
                 job.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
+            checker = getattr(app.state, "ledger_checker", None)
+            if checker is not None:
+                await checker.stop()  # a verification running for the dashboard
             await store.close()
 
     app = FastAPI(title="haochaping hub", version=__version__, description=DESCRIPTION,
@@ -64,6 +69,7 @@ def create_app(settings: HubSettings, *, on_ready: Callable[[], None] | None = N
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.include_router(api_router)
+    mount_web(app)  # the pages for people: sign-in, layout, error pages (hub/web)
     phone.install(app, settings, calendar)  # GET/POST /r/{token}: the phone rating page (docs/phone.md)
     return app
 

@@ -560,9 +560,97 @@ ALTER TABLE devices ADD COLUMN retired_at TEXT;
 """
 
 
+# Accounts (docs/accounts.md): the people who sign in, their server-side sessions (only the SHA-256 of
+# a session's cookie token is stored), failed sign-ins counted per login name and per client address
+# (the throttle), and the audit log, append-only: triggers refuse every UPDATE and DELETE of it.
+# Times the code compares (sessions, throttle) are Unix milliseconds; the rest ISO text as elsewhere.
+_ACCOUNTS = """
+CREATE TABLE users (
+    id            {id},
+    login         TEXT NOT NULL UNIQUE,              -- NFKC, case-folded (hub/accounts/model.py)
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('operator', 'handler', 'supervisor', 'auditor')),
+    region        TEXT,                              -- scope: NULL is every region / hall / unit
+    hall          TEXT,
+    unit          TEXT,
+    password_hash TEXT NOT NULL,                     -- argon2id, PHC string; never the password
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    password_changed_at TEXT NOT NULL,
+    disabled_at   TEXT,
+    last_login_at TEXT
+);
+
+CREATE TABLE sessions (
+    token_sha256  TEXT PRIMARY KEY,                  -- hex SHA-256 of the cookie's token
+    user_id       {int} NOT NULL REFERENCES users (id),
+    csrf_token    TEXT NOT NULL,
+    created_ms    {int} NOT NULL,
+    seen_ms       {int} NOT NULL,
+    client        TEXT
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+
+CREATE TABLE login_failures (
+    subject       TEXT PRIMARY KEY,                  -- 'login:NAME' or 'addr:ADDRESS'
+    failures      {int} NOT NULL,
+    first_ms      {int} NOT NULL,                    -- the window's first failure
+    last_ms       {int} NOT NULL
+);
+
+CREATE TABLE audit_log (
+    id            {audit_id},
+    at            TEXT NOT NULL,
+    event         TEXT NOT NULL,
+    user_id       {int},
+    login         TEXT,
+    role          TEXT,
+    client        TEXT,
+    what          TEXT,
+    record        TEXT,
+    detail        TEXT                               -- JSON object
+);
+CREATE INDEX audit_log_event ON audit_log (event, id);
+CREATE INDEX audit_log_login ON audit_log (login, id);
+{guard}"""
+_SQLITE_ACCOUNTS = _ACCOUNTS.format(
+    id="INTEGER PRIMARY KEY", int="INTEGER", audit_id="INTEGER PRIMARY KEY AUTOINCREMENT", guard="""
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+""")
+_PG_ACCOUNTS = _ACCOUNTS.format(
+    id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", int="BIGINT",
+    audit_id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", guard="""
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$;
+CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
+FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+""")
+# The dashboard's ledger verifications (docs/dashboard.md, "Ledger"): a full verify reads every
+# entry and record (minutes on years of data), so the dashboard shows the last one's result and
+# when it ran instead of verifying per page view. One row per finished run, newest by id.
+_LEDGER_CHECKS = """
+CREATE TABLE ledger_checks (
+    id           {id},
+    started_at   TEXT NOT NULL,     -- hub time, UTC ISO 8601
+    finished_at  TEXT NOT NULL,
+    requested_by TEXT NOT NULL,     -- who asked (user id, or 'admin-token')
+    ok           {bool} NOT NULL,
+    entries      {int} NOT NULL,
+    head_seq     {int} NOT NULL,
+    head_hash    TEXT NOT NULL,
+    problems     {int} NOT NULL,
+    result       TEXT NOT NULL,     -- the verification's JSON (GET /api/v1/ledger/verify's shape)
+    error        TEXT               -- the verification itself failed (database error): why
+);
+"""
+
+
 # The phone rating page (docs/phone.md): its ratings (a ledger kind of their own, `phone`), the
 # raters' sealed contact details beside them (outside the ledger: a key rotation seals them
-# again), the audit of every unmasked read, and the page's daily counters. The ledger's CHECK on
+# again), and the page's daily counters (every unmasked read goes to audit_log, "accounts"). The ledger's CHECK on
 # `kind` must admit `phone`: PostgreSQL replaces the constraint; SQLite cannot alter a CHECK, and
 # copying the ledger into a new table took 166 s per million entries here, so its step is the
 # Python backfill "ledger_kinds" (store `_widen_ledger_kinds`): the CHECK in the table's stored
@@ -606,17 +694,6 @@ CREATE TABLE phone_contacts (
 );
 CREATE INDEX phone_contacts_key ON phone_contacts (key_id);
 
-CREATE TABLE phone_contact_reads (
-    id         {serial},
-    at         TEXT NOT NULL,
-    principal  TEXT NOT NULL,
-    role       TEXT NOT NULL,
-    hall       TEXT NOT NULL,
-    service    TEXT NOT NULL,
-    kind       TEXT NOT NULL,
-    reason     TEXT NOT NULL
-);
-
 CREATE TABLE phone_counts (
     day   TEXT NOT NULL,                  -- YYYY-MM-DD in China
     hall  TEXT NOT NULL,                  -- '' when the token named none that could be read
@@ -625,8 +702,8 @@ CREATE TABLE phone_counts (
     PRIMARY KEY (day, hall, what)
 );
 {ledger}"""
-_SQLITE_PHONE = _PHONE.format(int="INTEGER", serial="INTEGER PRIMARY KEY AUTOINCREMENT", ledger="")
-_PG_PHONE = _PHONE.format(int="BIGINT", serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", ledger="""
+_SQLITE_PHONE = _PHONE.format(int="INTEGER", ledger="")
+_PG_PHONE = _PHONE.format(int="BIGINT", ledger="""
 ALTER TABLE ledger DROP CONSTRAINT ledger_kind_check;
 ALTER TABLE ledger ADD CONSTRAINT ledger_kind_check CHECK (kind IN ('rating', 'service', 'default', 'phone'));
 """)
@@ -661,8 +738,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("statistics: month rows in the coarse rollups, key column `period`; rebuilt at the "
               "next start", _STATS_MONTHS, _STATS_MONTHS),
     Migration("retired devices: devices.retired_at", _RETIRED, _RETIRED),
-    Migration("the phone rating page: phone_ratings, phone_contacts (sealed), phone_contact_reads, "
-              "phone_counts; ledger kind 'phone'", _SQLITE_PHONE, _PG_PHONE, backfill="ledger_kinds"),
+    Migration("accounts: users, sessions, login_failures, audit_log (append-only)",
+              _SQLITE_ACCOUNTS, _PG_ACCOUNTS),
+    Migration("the dashboard's ledger verifications: ledger_checks",
+              _LEDGER_CHECKS.format(id="INTEGER PRIMARY KEY", bool="INTEGER", int="INTEGER"),
+              _LEDGER_CHECKS.format(id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", bool="BOOLEAN",
+                                    int="BIGINT")),
+    Migration("the phone rating page: phone_ratings, phone_contacts (sealed), phone_counts; "
+              "ledger kind 'phone'", _SQLITE_PHONE, _PG_PHONE, backfill="ledger_kinds"),
 )
 SCHEMA_VERSION = len(MIGRATIONS)  # the newest version this code knows
 

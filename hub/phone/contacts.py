@@ -1,50 +1,31 @@
 """A rater's contact details as the rest of the hub may see them: masked for everyone who may see
 phone ratings (`masked`), unmasked only through `read_contact`, which needs an acting principal
-whose role may read them and writes an audit record first (DOMAIN.md: the rater's personal
-information is protected, query rights restricted; issue 7: every unmasked read audited; a unit
-handler never sees an unmasked name or number).
+(hub.accounts) who may read personal data (`Principal.may_unmask`: operators and supervisors, the
+admin token; never a unit handler or an auditor) and whose scope holds the rating, and which
+writes `personal_data_read` to the audit log (docs/accounts.md) in the same transaction that reads
+the sealed values: no read goes unrecorded, and a failed audit entry means no read.
 
-The audit is the table `phone_contact_reads` (at, principal, role, hall, service, kind, reason),
-written in the same transaction that reads the sealed values, so no read goes unrecorded; a
-caller may also pass `audit`, an async callable given the same facts first (the accounts' audit
-log, once there is one). `GET /api/v1/phone/audit` lists the table.
+    contact = await read_contact(store, keyring, hall="H1", service="3f2a…", kind="supplementary",
+                                 principal=principal, reason="差评回访")
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
+from ..accounts.model import Principal
+from ..accounts.scope import can_see_hall
+from ..accounts.store import Accounts
 from ..store import HubStore
-from ..store.phone_sql import StoredPhoneRating
-from ..store.tables import now
-from .crypto import Keyring, SealError, aad, mask_name, mask_phone
+from ..store.phone_sql import CONTACT_SQL, StoredPhoneRating
+from .crypto import Keyring, aad, mask_name, mask_phone, SealError
 
-READ_ROLES = frozenset({"operator", "supervisor"})  # who may read a rater's details unmasked
+AUDIT_WHAT = "rater_contact"  # the audit log's `what` for a phone rater's name and number
 MAX_REASON = 200
 
 
-class Principal(Protocol):
-    """Who acts: a user id and a role (operator, unit handler, supervisor, auditor)."""
-
-    @property
-    def user(self) -> str: ...
-
-    @property
-    def role(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class Acting:
-    """A principal (until the accounts' own type is there)."""
-
-    user: str
-    role: str
-
-
 class NotAllowed(PermissionError):
-    """The principal may not read unmasked contact details (or gave no reason)."""
+    """The principal may not read this rating's contact details unmasked (role, scope, no reason)."""
 
 
 @dataclass(frozen=True)
@@ -53,15 +34,9 @@ class Contact:
     phone: str | None
 
 
-@dataclass(frozen=True)
-class AuditEvent:
-    at: str
-    principal: str
-    role: str
-    hall: str
-    service: str
-    kind: str
-    reason: str
+def audit_record(hall: str, service: str, kind: str) -> str:
+    """The audit log's `record` of a phone rating: `phone_rating:{hall}/{service}/{kind}`."""
+    return f"phone_rating:{hall}/{service}/{kind}"
 
 
 def masked(keyring: Keyring | None, rating: StoredPhoneRating) -> Contact | None:
@@ -70,12 +45,11 @@ def masked(keyring: Keyring | None, rating: StoredPhoneRating) -> Contact | None
     opened (its key is gone) shows as "?"."""
     if not rating.has_contact:
         return None
-    return Contact(*(_mask(keyring, sealed, rating, field, masker) for sealed, field, masker in (
-        (rating.name_sealed, "name", mask_name), (rating.phone_sealed, "phone", mask_phone))))
+    return Contact(_mask(keyring, rating.name_sealed, rating, "name", mask_name),
+                   _mask(keyring, rating.phone_sealed, rating, "phone", mask_phone))
 
 
-def _mask(keyring: Keyring | None, sealed: str | None, rating: StoredPhoneRating, field: str,
-          masker: Callable[[str], str]) -> str | None:
+def _mask(keyring: Keyring | None, sealed: str | None, rating: StoredPhoneRating, field: str, masker) -> str | None:
     if sealed is None:
         return None
     if keyring is None:
@@ -87,26 +61,30 @@ def _mask(keyring: Keyring | None, sealed: str | None, rating: StoredPhoneRating
 
 
 async def read_contact(store: HubStore, keyring: Keyring, *, hall: str, service: str, kind: str,
-                       principal: Principal, reason: str,
-                       audit: Callable[[AuditEvent], Awaitable[None]] | None = None) -> Contact | None:
-    """The rating's name and number, unmasked, for `principal` (its role must be in READ_ROLES)
-    who states `reason` (a callback about a bad review, an appeal check). The read is audited
-    before anything is opened, even when the rating has no contact details. Raises NotAllowed;
-    SealError if a value cannot be opened (its key is no longer in the key file)."""
-    user = getattr(principal, "user", None)
-    role = getattr(principal, "role", None)
-    if not isinstance(user, str) or not user.strip() or role not in READ_ROLES:
-        raise NotAllowed(f"role {role!r} may not read a rater's contact details")
+                       principal: Principal, reason: str) -> Contact | None:
+    """The rating's name and number, unmasked, for `principal`, who states `reason` (a callback
+    about a bad review, an appeal check; it goes into the audit entry's detail). None when there is
+    no such rating or it has no contact details (nothing read, nothing audited). Raises NotAllowed;
+    SealError if a value cannot be opened (its key is no longer in the key file: the read is
+    audited all the same, it happened)."""
+    if not principal.may_unmask:
+        raise NotAllowed(f"role {principal.role!r} may not read a rater's contact details")
     reason = (reason or "").strip()
     if not reason or len(reason) > MAX_REASON:
         raise NotAllowed(f"a read of a rater's contact details needs a reason (1-{MAX_REASON} characters)")
-    event = AuditEvent(now(), user, role, hall, service, kind, reason)
-    if audit is not None:
-        await audit(event)
-    sealed = await store.phone_contact_read(hall, service, kind, (event.at, user, role, reason))
-    if sealed is None:
+    found = await store.phone_ratings(hall=hall, service=service, kind=kind, limit=1)
+    if not found or not found[0].has_contact:
         return None
-    name_sealed, phone_sealed = sealed
+    if not await can_see_hall(principal, hall, unit=found[0].service_unit):
+        raise NotAllowed(f"phone rating {audit_record(hall, service, kind)} is outside the principal's scope")
+    entry = Accounts(store).audit_statement(
+        "personal_data_read", user_id=principal.user_id, login=principal.login, role=principal.role,
+        client=principal.client, what=AUDIT_WHAT, record=audit_record(hall, service, kind),
+        detail={"reason": reason})
+    _, rows = await store._write_statements([entry, (CONTACT_SQL.format(p=store.param), (hall, service, kind))])
+    if not rows:
+        return None
+    name_sealed, phone_sealed = rows[0]
     return Contact(keyring.open(name_sealed, aad(hall, service, kind, "name")) if name_sealed else None,
                    keyring.open(phone_sealed, aad(hall, service, kind, "phone")) if phone_sealed else None)
 

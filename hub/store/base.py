@@ -7,6 +7,7 @@ backends differ only in how they look things up and write them.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -246,6 +247,12 @@ class HubStore(ABC):
     @abstractmethod
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
         """All rows of a read-only query, outside any write transaction."""
+
+    @abstractmethod
+    async def _write_statements(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """Run `statements` ((sql, params), the backend's placeholders) in order in one write
+        transaction; the rows each returned ([] for one that returns none). For features kept in
+        their own modules on top of this interface (hub/accounts/store.py)."""
 
     async def __aenter__(self) -> HubStore:
         await self.open()
@@ -540,14 +547,20 @@ class HubStore(ABC):
         (the ledger head), so ingest of a counter rating and the default job see it, or it them."""
 
     async def phone_ratings(self, *, hall: str | None = None, service: str | None = None,
-                            limit: int = 100) -> list[phone_sql.StoredPhoneRating]:
+                            kind: str | None = None, halls: Sequence[str] | None = None,
+                            unit: str | None = None, limit: int = 100) -> list[phone_sql.StoredPhoneRating]:
         """Phone ratings, newest submitted first, with the overall rating each follows (sealed
-        contacts included: hub/phone/contacts.py masks or opens them)."""
+        contacts included: hub/phone/contacts.py masks or opens them). `halls`: only these (a
+        principal's scope); `unit`: only ratings of services of this unit."""
         where, params = [], []
-        for column, value in (("x.hall", hall), ("x.service", service)):
+        for column, value in (("x.hall", hall), ("x.service", service), ("x.kind", kind),
+                              ("COALESCE(x.unit, sv.unit)", unit)):
             if value is not None:
                 where.append(f"{column} = {self.param}")
                 params.append(value)
+        if halls is not None:
+            where.append(f"x.hall IN ({', '.join([self.param] * len(halls))})" if halls else "1 = 0")
+            params.extend(halls)
         rows = await self._rows(phone_sql.LIST_SQL + (" WHERE " + " AND ".join(where) if where else "")
                                 + f" ORDER BY x.submitted_at DESC, x.hall, x.service, x.kind LIMIT {self.param}",
                                 [*params, limit])
@@ -570,12 +583,6 @@ class HubStore(ABC):
         return [tuple(row) for row in await self._rows(phone_sql.COUNTS_SQL.format(p=self.param), (first, last))]
 
     @abstractmethod
-    async def phone_contact_read(self, hall: str, service: str, kind: str,
-                                 audit: tuple[str, str, str, str]) -> tuple[str | None, str | None] | None:
-        """The sealed (name, phone) of a phone rating, or None if it has none; in the same
-        transaction an audit row (at, principal, role, reason) is stored, whatever is found."""
-
-    @abstractmethod
     async def phone_reseal(self, reseal: Any, current: str, limit: int = 500) -> int:
         """Seal again, with key `current`, up to `limit` stored contacts sealed with another key:
         `reseal(row)` gives a contact row's new (name_sealed, phone_sealed). One transaction;
@@ -585,15 +592,43 @@ class HubStore(ABC):
         """How many stored contacts each key id seals."""
         return {kid: count for kid, count in await self._rows(phone_sql.CONTACT_KEYS_SQL)}
 
-    async def phone_audit(self, limit: int = 100) -> list[tuple]:
-        """The newest unmasked reads: (at, principal, role, hall, service, kind, reason)."""
-        return [tuple(row) for row in await self._rows(phone_sql.AUDIT_READ_SQL.format(p=self.param), (limit,))]
-
     @abstractmethod
     async def counts(self) -> dict[str, int]:
         """Row counts: gateways, devices, device_keys, services, ratings, device_health,
         device_alerts, rejections, alerts, rating_gaps, rating_gap_holes."""
 
+    # ------------------------------------------------------------------------ the dashboard
+
+    @abstractmethod
+    async def record_ledger_check(self, check: dashboard_sql.LedgerCheck) -> dashboard_sql.LedgerCheck:
+        """Store a finished ledger verification the dashboard ran; -> it with its id."""
+
+    async def last_ledger_check(self) -> dashboard_sql.LedgerCheck | None:
+        """The newest stored ledger verification, or None before the first."""
+        rows = await self._rows(dashboard_sql.last_ledger_check_sql())
+        return dashboard_sql.ledger_check(rows[0]) if rows else None
+
+    async def hall_alerts(self, *, halls: Sequence[str] | None, kind: str | None = None,
+                          limit: int = 100) -> list[AlertRecord]:
+        """The hub's own alerts (`alerts`) raised in these halls (None: every hall), of `kind` if
+        given, newest first, at most `limit`."""
+        params: list[Any] = [kind] if kind is not None else []
+        params += list(halls) if halls is not None else []
+        rows = await self._rows(dashboard_sql.hall_alerts_sql(
+            self.param, None if halls is None else len(halls), kind is not None), [*params, limit])
+        return [AlertRecord(at, k, hall, key, json.loads(detail)) for at, k, hall, key, detail in rows]
+
+    async def unit_stats(self, unit: str, first: str, last: str, *,
+                         halls: Sequence[str] | None = None) -> list[dashboard_sql.UnitRow]:
+        """The figures of `unit` (a service's or binding's unit) on days `first`..`last` (YYYY-MM-DD,
+        China), per (hall, staff member), in these halls (None: every hall), from the finest
+        statistics rollup; sorted by hall, then staff (none last)."""
+        params = [unit, first, last, *(halls or [])]
+        rows = await self._rows(dashboard_sql.unit_rows_sql(self.param, None if halls is None else len(halls)),
+                                params)
+        found = [dashboard_sql.unit_row(row) for row in rows]
+        return sorted(found, key=lambda r: (r.hall, r.staff_id is None, r.staff_id or ""))
+
 
 # last: tables.py builds rows and records from the dataclasses above (the shared SQL lives there)
-from . import phone_sql, tables  # noqa: E402
+from . import dashboard_sql, phone_sql, tables  # noqa: E402

@@ -9,7 +9,6 @@ are sqlite_phone.py and postgres_phone.py.
   rating was given (statistics file the rating under them, as a device rating under its binding).
 - `phone_contacts`: the rater's name and number, sealed (hub/phone/crypto.py), beside the rating
   and outside the ledger, so a key rotation can seal them again.
-- `phone_contact_reads`: the audit of every unmasked read (hub/phone/contacts.py).
 - `phone_counts`: per China day, hall and event: refused tokens, pages, posts (what the page did).
 """
 
@@ -29,7 +28,6 @@ PHONE_COLUMNS = ("hall, service, kind, window_id, score, business_score, service
                  "has_contact, staff_id, matter_code, unit, lang, token_exp, nonce, submitted_at")
 PHONE_NAMES = tuple(c.strip() for c in PHONE_COLUMNS.split(","))
 CONTACT_COLUMNS = "hall, service, kind, name_sealed, phone_sealed, key_id, sealed_at"
-AUDIT_COLUMNS = "at, principal, role, hall, service, kind, reason"
 
 STATE_RECORDS_SQL = "SELECT kind, score, nonce, submitted_at FROM phone_ratings WHERE hall = {p} AND service = {p}"
 STATE_COUNTER_SQL = ("SELECT device, n, score, received_at FROM ratings WHERE hall = {p} AND service = {p} "
@@ -42,7 +40,6 @@ HALL_NAME_SQL = "SELECT name FROM halls WHERE hall = {p}"
 
 INSERT_PHONE_SQL = f"INSERT INTO phone_ratings ({PHONE_COLUMNS}) VALUES ({', '.join(['{p}'] * len(PHONE_NAMES))})"
 INSERT_CONTACT_SQL = f"INSERT INTO phone_contacts ({CONTACT_COLUMNS}) VALUES ({', '.join(['{p}'] * 7)})"
-INSERT_AUDIT_SQL = f"INSERT INTO phone_contact_reads ({AUDIT_COLUMNS}) VALUES ({', '.join(['{p}'] * 7)})"
 COUNT_SQL = ("INSERT INTO phone_counts (day, hall, what, n) VALUES ({p}, {p}, {p}, 1) "
              "ON CONFLICT (day, hall, what) DO UPDATE SET n = phone_counts.n + 1")
 CONTACT_SQL = ("SELECT name_sealed, phone_sealed FROM phone_contacts "
@@ -55,7 +52,6 @@ RESEAL_SQL = ("UPDATE phone_contacts SET name_sealed = {p}, phone_sealed = {p}, 
 CONTACT_KEYS_SQL = "SELECT key_id, COUNT(*) FROM phone_contacts GROUP BY key_id ORDER BY key_id"
 COUNTS_SQL = ("SELECT day, hall, what, n FROM phone_counts WHERE day >= {p} AND day <= {p} "
               "ORDER BY day, hall, what")
-AUDIT_READ_SQL = f"SELECT {AUDIT_COLUMNS} FROM phone_contact_reads ORDER BY id DESC LIMIT {{p}}"
 
 # The service's overall rating when it came from the counter: its first bound device rating.
 _COUNTER_OF = ("(SELECT {col} FROM ratings r WHERE r.hall = x.hall AND r.service = x.service "

@@ -44,6 +44,7 @@ from ..gaps import GapBook
 from ..migrations import BACKFILLS, POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE
 from ..stats import Rebuilt, StatsQuery, StatsRow
 from . import postgres_rollups, rollups, tables
+from . import dashboard_sql
 from .postgres_phone import PostgresPhone
 from .base import (
     AlertRecord,
@@ -220,6 +221,14 @@ class PostgresStore(PostgresPhone, HubStore):
 
     async def schema_version(self) -> int:
         return (await self._rows("SELECT COALESCE(MAX(version), 0) FROM schema_version"))[0][0]
+
+    async def _write_statements(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        results = []
+        async with self._transaction() as conn:
+            for sql, params in statements:
+                cursor = await conn.execute(sql, params)
+                results.append(await cursor.fetchall() if cursor.description else [])
+        return results
 
     # ------------------------------------------------------------------------ registration
 
@@ -697,3 +706,10 @@ class PostgresStore(PostgresPhone, HubStore):
         sql = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM {t}" for t in tables.COUNTED_TABLES)
         return {table: count for table, count in await self._rows(sql)}
 
+    # ------------------------------------------------------------------------ the dashboard
+
+    async def record_ledger_check(self, check: dashboard_sql.LedgerCheck) -> dashboard_sql.LedgerCheck:
+        async with self._transaction() as conn:
+            row = await (await conn.execute(dashboard_sql.insert_ledger_check_sql("%s"),
+                                            check.insert_row())).fetchone()
+        return dashboard_sql.ledger_check(row)

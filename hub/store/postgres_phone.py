@@ -16,7 +16,7 @@ from . import phone_sql, postgres_rollups, tables
 
 _Q = {name: getattr(phone_sql, name).replace("{p}", "%s") for name in (
     "STATE_RECORDS_SQL", "STATE_COUNTER_SQL", "STATE_DEFAULTED_SQL", "STATE_SERVICE_SQL", "INSERT_PHONE_SQL",
-    "INSERT_CONTACT_SQL", "INSERT_AUDIT_SQL", "COUNT_SQL", "CONTACT_SQL", "STALE_CONTACTS_SQL", "RESEAL_SQL")}
+    "INSERT_CONTACT_SQL", "COUNT_SQL", "STALE_CONTACTS_SQL", "RESEAL_SQL")}
 
 
 async def _state(conn: AsyncConnection, hall: str, service: str) -> phone_sql.PhoneState:
@@ -50,13 +50,6 @@ class PostgresPhone:
         async with self._transaction() as conn:
             await conn.execute(_Q["COUNT_SQL"], (day, hall, what))
 
-    async def phone_contact_read(self, hall: str, service: str, kind: str,
-                                 audit: tuple[str, str, str, str]) -> tuple[str | None, str | None] | None:
-        at, principal, role, reason = audit
-        async with self._transaction() as conn:
-            await conn.execute(_Q["INSERT_AUDIT_SQL"], (at, principal, role, hall, service, kind, reason))
-            rows = await (await conn.execute(_Q["CONTACT_SQL"], (hall, service, kind))).fetchall()
-        return tuple(rows[0]) if rows else None  # type: ignore[return-value]
 
     async def phone_reseal(self, reseal: Any, current: str, limit: int = 500) -> int:
         async with self._transaction() as conn:

@@ -39,6 +39,7 @@ from ..gaps import GapBook
 from ..migrations import BACKFILLS, SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
 from ..stats import Rebuilt, StatsQuery, StatsRow
 from . import rollups, sqlite_rollups, tables
+from . import dashboard_sql
 from .sqlite_phone import SQLitePhone
 from .base import (
     AlertRecord,
@@ -231,6 +232,15 @@ class SQLiteStore(SQLitePhone, HubStore):
     async def schema_version(self) -> int:
         rows = await self._rows("SELECT COALESCE(MAX(version), 0) FROM schema_version")
         return rows[0][0]
+
+    async def _write_statements(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        def work(conn: sqlite3.Connection) -> list[list[Any]]:
+            results = []
+            for sql, params in statements:
+                cursor = conn.execute(sql, params)
+                results.append(cursor.fetchall() if cursor.description else [])
+            return results
+        return await self._write(work)
 
     # ------------------------------------------------------------------------ registration
 
@@ -695,3 +705,11 @@ class SQLiteStore(SQLitePhone, HubStore):
     async def counts(self) -> dict[str, int]:
         sql = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM {t}" for t in tables.COUNTED_TABLES)
         return {table: count for table, count in await self._rows(sql)}
+
+    # ------------------------------------------------------------------------ the dashboard
+
+    async def record_ledger_check(self, check: dashboard_sql.LedgerCheck) -> dashboard_sql.LedgerCheck:
+        def work(conn: sqlite3.Connection) -> dashboard_sql.LedgerCheck:
+            rows = _fetch(conn, dashboard_sql.insert_ledger_check_sql("?"), check.insert_row())
+            return dashboard_sql.ledger_check(rows[0])
+        return await self._write(work)

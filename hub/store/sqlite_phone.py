@@ -12,7 +12,7 @@ from . import phone_sql, sqlite_rollups, tables
 
 _Q = {name: getattr(phone_sql, name).replace("{p}", "?") for name in (
     "STATE_RECORDS_SQL", "STATE_COUNTER_SQL", "STATE_DEFAULTED_SQL", "STATE_SERVICE_SQL", "INSERT_PHONE_SQL",
-    "INSERT_CONTACT_SQL", "INSERT_AUDIT_SQL", "COUNT_SQL", "CONTACT_SQL", "STALE_CONTACTS_SQL", "RESEAL_SQL")}
+    "INSERT_CONTACT_SQL", "COUNT_SQL", "STALE_CONTACTS_SQL", "RESEAL_SQL")}
 
 
 def _state(db: sqlite3.Connection, hall: str, service: str) -> phone_sql.PhoneState:
@@ -44,15 +44,6 @@ class SQLitePhone:
     async def phone_count(self, day: str, hall: str, what: str) -> None:
         await self._write(lambda db: db.execute(_Q["COUNT_SQL"], (day, hall, what)))
 
-    async def phone_contact_read(self, hall: str, service: str, kind: str,
-                                 audit: tuple[str, str, str, str]) -> tuple[str | None, str | None] | None:
-        at, principal, role, reason = audit
-
-        def work(db: sqlite3.Connection) -> tuple[str | None, str | None] | None:
-            db.execute(_Q["INSERT_AUDIT_SQL"], (at, principal, role, hall, service, kind, reason))
-            rows = db.execute(_Q["CONTACT_SQL"], (hall, service, kind)).fetchall()
-            return tuple(rows[0]) if rows else None  # type: ignore[return-value]
-        return await self._write(work)
 
     async def phone_reseal(self, reseal: Any, current: str, limit: int = 500) -> int:
         def work(db: sqlite3.Connection) -> int:

@@ -1,6 +1,6 @@
 """A citizen rates a service on the phone page in Chromium with a phone's viewport (390x844),
-with JavaScript off (the page needs none), and the rating is at the hub. Screenshots are kept in
-test-artifacts/browser/."""
+with JavaScript off (the page needs none), against the real hub process, and the rating is at
+the hub. Screenshots are kept in test-artifacts/browser/test_phone_browser/."""
 
 from __future__ import annotations
 
@@ -9,18 +9,43 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.hub import running_app
+from simulator.services import HubProcess
+from tests.fixtures.hub import ADMIN_TOKEN
 from tests.fixtures.phone import PhoneHub, write_key_file
 
-from .conftest import MOBILE
+from .conftest import ARTIFACTS, DEFAULT_TIMEOUT_MS
+
+MOBILE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True,
+          "has_touch": True}
+
+
+class PhoneHubProcess(HubProcess):
+    """The real hub process with a phone key file (HCP_HUB_PHONE_KEY_FILE)."""
+
+    def __init__(self, workdir: Path, key_file: Path):
+        super().__init__(workdir, admin_token=ADMIN_TOKEN)
+        self.key_file = key_file
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "HCP_HUB_PHONE_KEY_FILE": str(self.key_file)}
 
 
 @pytest.fixture
 def phone(tmp_path: Path) -> Iterator[PhoneHub]:
-    with running_app(tmp_path / "hub", phone_key_file=write_key_file(tmp_path / "keys")) as hub:
-        p = PhoneHub(hub).setup()
+    hub = PhoneHubProcess(tmp_path / "hub", write_key_file(tmp_path / "keys")).start()
+    try:
+        p = PhoneHub(hub).setup()  # type: ignore[arg-type]
         yield p
         p.close()
+    finally:
+        hub.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    folder = ARTIFACTS / "test_phone_browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _luminance(rgb: tuple[int, int, int]) -> float:
@@ -37,11 +62,12 @@ def contrast(a: str, b: str) -> float:
     return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
 
 
-def test_a_citizen_rates_on_the_phone_page(chromium, phone, artifacts):
+def test_a_citizen_rates_on_the_phone_page(browser, phone, artifacts):
     phone.service("svc-browser", ticket="A023")
     url = f"{phone.hub.url}/r/{phone.token('svc-browser')}"
 
-    context = chromium.new_context(**MOBILE, java_script_enabled=False, locale="zh-CN")
+    context = browser.new_context(**MOBILE, java_script_enabled=False, locale="zh-CN")
+    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
     try:
         page = context.new_page()
         page.goto(url)
@@ -76,7 +102,8 @@ def test_a_citizen_rates_on_the_phone_page(chromium, phone, artifacts):
     assert phone.today_stats()["bad"] == 1
 
     # the same page measured with scripts on: fits the screen, large targets, readable contrast
-    context = chromium.new_context(**MOBILE)
+    context = browser.new_context(**MOBILE)
+    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
     try:
         page = context.new_page()
         page.goto(f"{phone.hub.url}/r/{phone.token('svc-measure')}")

@@ -293,6 +293,47 @@ def test_names_and_numbers_are_sealed_at_rest_shown_masked_and_checked_by_the_le
     assert verified["ok"] and verified["entries"] == 1
 
 
+def test_people_see_phone_ratings_in_their_scope_and_only_operators_and_supervisors_unmask(phone):
+    from tests.fixtures.accounts import Browser, create_user
+    create_user(phone.hub, "op1", "operator", region="jilin")
+    create_user(phone.hub, "op2", "operator", hall="H2")
+    create_user(phone.hub, "hd1", "handler", unit="市市场监督管理局")
+    create_user(phone.hub, "hd2", "handler", unit="市税务局")
+    create_user(phone.hub, "au1", "auditor")
+    phone.service("svc-people")  # unit 市市场监督管理局
+    assert phone.rate(phone.token("svc-people"), score="1", name="李四", phone="13900001111").status_code == 303
+    path = "/api/v1/phone/ratings/H1/svc-people/supplementary/contact"
+
+    def signed_in(login: str) -> Browser:
+        b = Browser(phone.hub.url)
+        assert b.sign_in(login, "correct horse battery").status_code == 303
+        return b
+
+    with signed_in("hd1") as hd1:
+        (seen,) = hd1.get("/api/v1/phone/ratings").json()
+        assert seen["contact"] == {"name": "李*", "phone": "139****1111"} and seen["unit"] == "市市场监督管理局"
+        assert hd1.http.post(path, json={"reason": "回访"}, headers={"X-CSRF-Token": hd1.csrf}).status_code == 403
+    with signed_in("hd2") as hd2:
+        assert hd2.get("/api/v1/phone/ratings").json() == []
+    with signed_in("au1") as au1:
+        assert au1.get("/api/v1/phone/ratings").status_code == 403
+        assert au1.get("/api/v1/phone/counts", params={"from": "2026-01-01", "to": "2030-01-01"}).status_code == 200
+    with signed_in("op2") as op2:
+        assert op2.get("/api/v1/phone/ratings").json() == []
+        assert op2.http.post(path, json={"reason": "回访"}, headers={"X-CSRF-Token": op2.csrf}).status_code == 403
+    with signed_in("op1") as op1:
+        assert op1.http.post(path, json={"reason": "回访"}).status_code == 403  # no CSRF header
+        answer = op1.http.post(path, json={"reason": "差评回访"}, headers={"X-CSRF-Token": op1.csrf})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"name": "李四", "phone": "13900001111"}
+        missing = op1.http.post(path.replace("svc-people", "svc-none"), json={"reason": "x"},
+                                headers={"X-CSRF-Token": op1.csrf})
+        assert missing.status_code == 404
+    log = phone.admin("GET", "/api/v1/audit", params={"event": "personal_data_read"}).json()["entries"]
+    assert [(e["login"], e["role"], e["what"], e["record"], e["detail"]) for e in log] == [
+        ("op1", "operator", "rater_contact", "phone_rating:H1/svc-people/supplementary", {"reason": "差评回访"})]
+
+
 def test_the_ledger_shows_a_phone_rating_edited_or_deleted(phone, hub_db):
     from .conftest import run_sql
     phone.rate(phone.token("svc-edit"), score="1", comment="差")

@@ -1,5 +1,5 @@
 """The phone page's records in the real databases (both backends), through the store: unmasked
-reads only for an allowed principal and always audited, key rotation, the default job, and a
+reads only for a principal who may, in scope, and always in the audit log, key rotation, the default job, and a
 phone rating and a counter rating of one service stored at the same moment."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from hub.phone import rules
-from hub.phone.contacts import Acting, NotAllowed, masked, read_contact, rekey
+from hub.accounts.model import Principal, Scope
+from hub.accounts.store import Accounts, AuditQuery
+from hub.phone.contacts import NotAllowed, masked, read_contact, rekey
 from hub.phone.crypto import Keyring, SealError, aad
 from hub.phone.form import FOLLOWUP, SUPPLEMENTARY, Submission
 from hub.stats import StatsQuery
@@ -41,33 +43,46 @@ async def submit(store, svc: str, form: Submission, nonce: str = "n1", ring: Key
     return await store.phone_submit(PhoneSubmission(H1, svc, "1", 2**31, form, "zh-Hans", nonce, contact))
 
 
-async def test_unmasked_reads_need_an_allowed_role_and_a_reason_and_are_audited(store):
+def person(store, role: str, login: str = "p1", **scope) -> Principal:
+    return Principal(7, login, login, role, Scope(**scope), "session", client="10.0.0.9", store=store)
+
+
+async def audit_entries(store):
+    return await Accounts(store).audit_entries(AuditQuery(event="personal_data_read"))
+
+
+async def test_unmasked_reads_need_an_allowed_role_in_scope_and_a_reason_and_are_audited(store, hub_db):
+    set_regions(hub_db)  # H1 in jilin
     ring = Keyring.of(("k1", K1))
+    await store.ingest(H1, [service_item("svc1")])  # unit 市市场监督管理局
     stored = await submit(store, "svc1", supplementary(1, name="张三", phone="13812345678"), ring=ring)
     assert stored.outcome == rules.STORE
     (rating,) = await store.phone_ratings()
-    assert masked(ring, rating) is not None and masked(ring, rating).phone == "138****5678"
-    for who in (Acting("h1", "handler"), Acting("a1", "auditor"), Acting("", "operator"), object()):
+    assert masked(ring, rating) == masked(ring, rating) and masked(ring, rating).phone == "138****5678"
+    refused = [person(store, "handler", unit="市市场监督管理局"), person(store, "auditor"),
+               person(store, "operator", region="dehong"), person(store, "supervisor", hall="H2"),
+               person(store, "supervisor", unit="市税务局")]
+    for who in refused:
         with pytest.raises(NotAllowed):
             await read_contact(store, ring, hall=H1, service="svc1", kind=SUPPLEMENTARY, principal=who,
                                reason="callback")
     with pytest.raises(NotAllowed, match="reason"):
         await read_contact(store, ring, hall=H1, service="svc1", kind=SUPPLEMENTARY,
-                           principal=Acting("op1", "operator"), reason="  ")
-    assert await store.phone_audit() == []  # refused before anything was read
-    seen = []
-
-    async def accounts_log(event):
-        seen.append(event)
+                           principal=person(store, "operator"), reason="  ")
+    assert await audit_entries(store) == []  # refused before anything was read
     contact = await read_contact(store, ring, hall=H1, service="svc1", kind=SUPPLEMENTARY,
-                                 principal=Acting("op1", "operator"), reason="差评回访", audit=accounts_log)
+                                 principal=person(store, "operator", login="op1", region="jilin"), reason="差评回访")
     assert (contact.name, contact.phone) == ("张三", "13812345678")
+    contact = await read_contact(store, ring, hall=H1, service="svc1", kind=SUPPLEMENTARY,
+                                 principal=person(store, "supervisor", login="sv1", unit="市市场监督管理局"),
+                                 reason="申诉核实")
+    assert contact.phone == "13812345678"
     assert await read_contact(store, ring, hall=H1, service="nothing", kind=SUPPLEMENTARY,
-                              principal=Acting("sv1", "supervisor"), reason="申诉核实") is None
-    audit = await store.phone_audit()
-    assert [(a[1], a[2], a[4], a[6]) for a in audit] == [("sv1", "supervisor", "nothing", "申诉核实"),
-                                                         ("op1", "operator", "svc1", "差评回访")]
-    assert [e.principal for e in seen] == ["op1"]
+                              principal=person(store, "operator"), reason="x") is None
+    entries = await audit_entries(store)
+    assert [(e.login, e.role, e.what, e.record, e.detail, e.client) for e in entries] == [
+        ("sv1", "supervisor", "rater_contact", "phone_rating:H1/svc1/supplementary", {"reason": "申诉核实"}, "10.0.0.9"),
+        ("op1", "operator", "rater_contact", "phone_rating:H1/svc1/supplementary", {"reason": "差评回访"}, "10.0.0.9")]
 
 
 async def test_rotation_seal_again_with_the_new_key_then_drop_the_old(store):
@@ -82,12 +97,12 @@ async def test_rotation_seal_again_with_the_new_key_then_drop_the_old(store):
     assert await rekey(store, rotated) == 0  # idempotent
     new_only = Keyring.of(("k2", K2))
     contact = await read_contact(store, new_only, hall=H1, service="svc3", kind=SUPPLEMENTARY,
-                                 principal=Acting("op", "operator"), reason="check")
+                                 principal=person(store, "operator"), reason="check")
     assert contact.phone == "13900000003"
     assert (await store.verify_ledger()).ok  # sealed contacts are outside the ledger: rotation changes no record
     with pytest.raises(SealError):
         await read_contact(store, old, hall=H1, service="svc3", kind=SUPPLEMENTARY,
-                           principal=Acting("op", "operator"), reason="check")
+                           principal=person(store, "operator"), reason="check")
 
 
 async def test_the_default_job_never_defaults_a_phone_rated_service(store, hub_db):
