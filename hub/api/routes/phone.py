@@ -19,7 +19,7 @@ from ...accounts.scope import visible_halls
 from ...phone.contacts import NotAllowed, masked, read_contact, rekey
 from ...phone.crypto import SealError
 from ...phone.form import KINDS
-from ..deps import ADMIN_ERRORS, StoreDep, require_admin
+from ..deps import ADMIN_ERRORS, BODY_ERRORS, StoreDep, require_admin
 from ..models import HALL_PATTERN, Problem
 
 SERVICE_PATTERN = f"^(?:{SESSION_RE.pattern})$"
@@ -102,7 +102,8 @@ async def ratings(store: StoreDep, request: Request,
 
 
 @router.post("/ratings/{hall}/{service}/{kind}/contact", response_model=PhoneContactOut,
-             responses={404: {"model": Problem, "description": "no such phone rating, or it has no contact details"},
+             responses={**BODY_ERRORS,
+                        404: {"model": Problem, "description": "no such phone rating, or it has no contact details"},
                         409: {"model": Problem, "description": "a value no key of the key file opens"}})
 async def contact(store: StoreDep, request: Request, body: ContactReadIn,
                   principal: Annotated[Principal, Depends(require_role(Role.OPERATOR, Role.SUPERVISOR))],
