@@ -17,6 +17,7 @@ from .api.errors import validation_error
 from .api.limits import BodyLimitMiddleware
 from .api.routes import api_router
 from .config import HubSettings
+from .phone import web as phone
 from .store import HubStore, open_store
 from .web import mount_web
 from .workdays import WorkCalendar
@@ -69,6 +70,7 @@ def create_app(settings: HubSettings, *, on_ready: Callable[[], None] | None = N
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.include_router(api_router)
     mount_web(app)  # the pages for people: sign-in, layout, error pages (hub/web)
+    phone.install(app, settings, calendar)  # GET/POST /r/{token}: the phone rating page (docs/phone.md)
     return app
 
 

@@ -648,6 +648,67 @@ CREATE TABLE ledger_checks (
 """
 
 
+# The phone rating page (docs/phone.md): its ratings (a ledger kind of their own, `phone`), the
+# raters' sealed contact details beside them (outside the ledger: a key rotation seals them
+# again), and the page's daily counters (every unmasked read goes to audit_log, "accounts"). The ledger's CHECK on
+# `kind` must admit `phone`: PostgreSQL replaces the constraint; SQLite cannot alter a CHECK, and
+# copying the ledger into a new table took 166 s per million entries here, so its step is the
+# Python backfill "ledger_kinds" (store `_widen_ledger_kinds`): the CHECK in the table's stored
+# definition is rewritten in place, as SQLite documents for dropping or loosening a constraint
+# (lang_altertable.html, section 7; every stored row meets the wider one).
+_PHONE = """
+CREATE TABLE phone_ratings (
+    hall            TEXT NOT NULL,
+    service         TEXT NOT NULL,        -- the token's svc: the gateway's service id
+    kind            TEXT NOT NULL CHECK (kind IN ('supplementary', 'followup')),
+    window_id       TEXT NOT NULL,        -- the service's window (the token's until the service came)
+    score           {int} CHECK (score BETWEEN 1 AND 5),           -- overall: supplementary only
+    business_score  {int} CHECK (business_score BETWEEN 1 AND 5),  -- 业务评价
+    service_score   {int} CHECK (service_score BETWEEN 1 AND 5),   -- 服务评价
+    tags            TEXT NOT NULL,        -- JSON array of tag codes (hub/phone/form.py)
+    comment         TEXT,
+    has_contact     BOOLEAN NOT NULL,     -- a sealed name or number is in phone_contacts
+    staff_id        TEXT,                 -- the service's, if it was at the hub when rated
+    matter_code     TEXT,
+    unit            TEXT,
+    lang            TEXT NOT NULL,        -- the page's language
+    token_exp       {int} NOT NULL,
+    nonce           TEXT NOT NULL,        -- the form's: a repeat of the same form is this row
+    submitted_at    TEXT NOT NULL,        -- hub time, UTC
+    PRIMARY KEY (hall, service, kind),
+    CHECK ((kind = 'supplementary') = (score IS NOT NULL))
+);
+CREATE INDEX phone_ratings_submitted ON phone_ratings (hall, submitted_at);
+
+CREATE TABLE phone_contacts (
+    hall          TEXT NOT NULL,
+    service       TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    name_sealed   TEXT,                   -- AES-256-GCM, `kid:base64` (hub/phone/crypto.py)
+    phone_sealed  TEXT,
+    key_id        TEXT NOT NULL,          -- the key both are sealed with
+    sealed_at     TEXT NOT NULL,
+    PRIMARY KEY (hall, service, kind),
+    FOREIGN KEY (hall, service, kind) REFERENCES phone_ratings (hall, service, kind),
+    CHECK (name_sealed IS NOT NULL OR phone_sealed IS NOT NULL)
+);
+CREATE INDEX phone_contacts_key ON phone_contacts (key_id);
+
+CREATE TABLE phone_counts (
+    day   TEXT NOT NULL,                  -- YYYY-MM-DD in China
+    hall  TEXT NOT NULL,                  -- '' when the token named none that could be read
+    what  TEXT NOT NULL,
+    n     {int} NOT NULL,
+    PRIMARY KEY (day, hall, what)
+);
+{ledger}"""
+_SQLITE_PHONE = _PHONE.format(int="INTEGER", ledger="")
+_PG_PHONE = _PHONE.format(int="BIGINT", ledger="""
+ALTER TABLE ledger DROP CONSTRAINT ledger_kind_check;
+ALTER TABLE ledger ADD CONSTRAINT ledger_kind_check CHECK (kind IN ('rating', 'service', 'default', 'phone'));
+""")
+
+
 # ---------------------------------------------------------------------------- the list
 
 
@@ -659,7 +720,8 @@ class Migration:
     sqlite: str
     postgres: str
     # a step in Python after the SQL, in the same transaction, for what SQL cannot compute:
-    # "ledger" chains every record stored before the ledger existed (store `_backfill_ledger`)
+    # "ledger" chains every record stored before the ledger existed (store `_backfill_ledger`);
+    # "ledger_kinds" (SQLite only) lets the ledger's CHECK admit every kind of hub.ledger.KINDS
     backfill: str | None = None
 
 
@@ -682,6 +744,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _LEDGER_CHECKS.format(id="INTEGER PRIMARY KEY", bool="INTEGER", int="INTEGER"),
               _LEDGER_CHECKS.format(id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", bool="BOOLEAN",
                                     int="BIGINT")),
+    Migration("the phone rating page: phone_ratings, phone_contacts (sealed), phone_counts; "
+              "ledger kind 'phone'", _SQLITE_PHONE, _PG_PHONE, backfill="ledger_kinds"),
 )
 SCHEMA_VERSION = len(MIGRATIONS)  # the newest version this code knows
 

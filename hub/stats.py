@@ -20,6 +20,11 @@ always equal a recount of the raw tables.
 - defaulted: finished services with a system default rating (`default_ratings`), likewise.
 - rated_or_default: finished services rated or defaulted (each once: a rating that arrives after
   the service's default does not count it again).
+- A phone supplementary rating (补充评价, docs/phone.md) counts as a rating (its score, on the day it
+  was given, under the service's window, staff, matter and unit as far as the hub knew them then)
+  and rates its service, as long as the service has no counter rating: a counter rating that
+  arrives later takes its place (its score is taken out of the day it was counted on; the service
+  stays rated once). Phone follow-ups (追加评价) carry no overall rating and count nothing.
 """
 
 from __future__ import annotations
@@ -139,6 +144,13 @@ class Deltas:
         if not bound:
             row[_AT["unbound"]] += 1
 
+    def remove_score(self, key: FineKey, score: int) -> None:
+        """Take back a counted bound rating (a phone supplementary rating its counter rating replaced)."""
+        row = self.counts.get(key)
+        if row is None:
+            row = self.counts[key] = [0] * len(COUNTERS)
+        row[_SCORE[score]] -= 1
+
     def __bool__(self) -> bool:
         return bool(self.counts)
 
@@ -201,7 +213,11 @@ class Stored:
 
     services: Mapping[str, ServiceFacts] = field(default_factory=dict)  # stored ones only
     rated: set[str] = field(default_factory=set)  # ids with a bound rating stored before the batch
+    # (or a phone supplementary rating)
     defaulted: set[str] = field(default_factory=set)  # ids with a system default
+    # ids with a phone supplementary rating that still counts (no counter rating yet): where it
+    # was counted and its score
+    phone: Mapping[str, tuple[FineKey, int]] = field(default_factory=dict)
 
 
 def needed(plan: IngestPlan) -> tuple[set[str], set[str]]:
@@ -225,6 +241,9 @@ def ingest_deltas(hall: str, plan: IngestPlan, stored: Stored) -> Deltas:
             key = (hall, day, b.window, _dim(b.staff_id), _dim(b.matter_code), _dim(b.unit))
             bound_now.add(b.service)
         deltas.add_score(key, item.rating.score, b is not None)
+    for sid in sorted(bound_now & stored.phone.keys()):  # the counter rating replaces it
+        phone_key, phone_score = stored.phone[sid]
+        deltas.remove_score(phone_key, phone_score)
     new = {s.id: ServiceFacts.of(s) for s in plan.services}
     for facts in new.values():
         if facts.counter is not None:
@@ -251,6 +270,18 @@ def default_deltas(defaults: Iterable[tuple[str, ServiceFacts, bool]]) -> Deltas
             deltas.add(facts.key(hall), "defaulted")
             if not rated:
                 deltas.add(facts.key(hall), "rated_or_default")
+    return deltas
+
+
+def phone_deltas(key: FineKey, score: int, hall: str, service: ServiceFacts | None) -> Deltas:
+    """The counters a new phone supplementary rating adds: its score at `key`, and its service
+    (if it has reached the hub and was finished) rated. The page stores one only for a service
+    with no rating and no default, so the service is counted rated here for the first time."""
+    deltas = Deltas()
+    deltas.add_score(key, score, True)
+    if service is not None and service.finished:
+        deltas.add(service.key(hall), "rated")
+        deltas.add(service.key(hall), "rated_or_default")
     return deltas
 
 

@@ -45,6 +45,7 @@ from ..migrations import BACKFILLS, POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE
 from ..stats import Rebuilt, StatsQuery, StatsRow
 from . import postgres_rollups, rollups, tables
 from . import dashboard_sql
+from .postgres_phone import PostgresPhone
 from .base import (
     AlertRecord,
     DeviceRecord,
@@ -137,7 +138,7 @@ def _matches_nothing(params: Sequence[Any]) -> bool:
     return any(isinstance(value, str) and "\x00" in value for value in params)
 
 
-class PostgresStore(HubStore):
+class PostgresStore(PostgresPhone, HubStore):
     """`HubStore` on a PostgreSQL database (`dsn`: a libpq URL, `postgresql://user@host:port/db`).
 
     Tables go into the connection's current schema: `?options=-csearch_path%3Dname` picks another."""
@@ -503,7 +504,7 @@ class PostgresStore(HubStore):
             fresh = []
             for r in records:
                 (defaulted, rated), = await (await conn.execute(tables.DEFAULT_RECHECK_SQL.format(p="%s"),
-                                                                (r.hall, r.service, r.hall, r.service))).fetchall()
+                                                                (r.hall, r.service) * 3)).fetchall()
                 if not defaulted and not rated:
                     fresh.append(r)
             await postgres_rollups.count_defaults(conn, [(r.hall, r.service) for r in fresh])
@@ -540,6 +541,7 @@ class PostgresStore(HubStore):
                     f"JOIN {table} t ON t.hall = k.hall AND t.{id_column} = k.id", (halls, ids)):
                 record = to_record(row)
                 found[(kind, record["hall"], record[id_column])] = record
+        found.update(await self._phone_ledger_records(entries))
         return found
 
     # ------------------------------------------------------------------------ counter gaps

@@ -26,6 +26,8 @@ STORED_SERVICES = (f"SELECT {rollups.SERVICE_FACTS_COLUMNS} FROM services "
                    "WHERE hall = %s AND id = ANY(%s::text[])")
 RATED_SERVICES = "SELECT DISTINCT service FROM ratings WHERE hall = %s AND service = ANY(%s::text[])"
 DEFAULTED_SERVICES = "SELECT service FROM default_ratings WHERE hall = %s AND service = ANY(%s::text[])"
+RATED_BY_PHONE = rollups.RATED_BY_PHONE_SQL.format(p="%s", service_in="p.service = ANY(%s::text[])")
+PHONE_COUNTED = rollups.PHONE_COUNTED_SQL.format(p="%s", service_in="p.service = ANY(%s::text[])")
 
 
 async def lock_writers(conn: AsyncConnection) -> None:
@@ -68,9 +70,12 @@ async def count_ingest(conn: AsyncConnection, hall: str, plan: IngestPlan) -> No
         return
     await lock_writers(conn)
     load, touched = stats.needed(plan)
+    phone = (await (await conn.execute(PHONE_COUNTED, (hall, sorted(touched)))).fetchall()) if touched else []
     stored = stats.Stored(await _services(conn, hall, load),
-                          await _column(conn, RATED_SERVICES, hall, touched),
-                          await _column(conn, DEFAULTED_SERVICES, hall, touched))
+                          await _column(conn, RATED_SERVICES, hall, touched)
+                          | await _column(conn, RATED_BY_PHONE, hall, touched),
+                          await _column(conn, DEFAULTED_SERVICES, hall, touched),
+                          rollups.phone_counted(hall, phone))
     await write_deltas(conn, stats.ingest_deltas(hall, plan, stored))
 
 
