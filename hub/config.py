@@ -41,6 +41,8 @@ class HubSettings(BaseSettings):
                                        description="run the default-rating job this often; 0: never")
     defaults_lookback_days: int = Field(default=90, ge=1, le=3660,
                                         description="services stored longer ago are not looked at again")
+    case_reminders_interval_s: float = Field(default=300.0, ge=0,
+                                             description="write bad-review case reminders this often; 0: never")
 
     @field_validator("db_url")
     @classmethod

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GENESIS = "0" * 64
-KINDS = ("rating", "service", "default")
+KINDS = ("rating", "service", "default", "appeal")  # appeal: hub/cases.py, a decision on a rating
 MAX_BREAKS = 20  # a verification lists this many problems, then only counts them
 
 

@@ -28,6 +28,9 @@ SERVICE_FACTS_COLUMNS = "id, window_id, staff_id, matter_code, unit, finished_at
 # The rebuild's reads: every rating and every service, as stats.Tally takes them.
 REBUILD_RATINGS_SQL = ("SELECT hall, received_at, score, window_id, staff_id, matter_code, unit, "
                        "service IS NOT NULL FROM ratings")
+# ... and every rating an appeal decided not to adopt, by the key it is counted under
+REBUILD_NOT_ADOPTED_SQL = ("SELECT hall, stats_day, stats_window, stats_staff, stats_matter, stats_unit "
+                           "FROM appeal_decisions WHERE outcome = 'not_adopted'")
 REBUILD_SERVICES_SQL = (
     "SELECT s.hall, s.id, s.window_id, s.staff_id, s.matter_code, s.unit, s.finished_at, s.outcome, "
     "EXISTS (SELECT 1 FROM ratings r WHERE r.hall = s.hall AND r.service = s.id), "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from datetime import datetime
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -37,7 +38,8 @@ from ..ingest import (
 from ..gaps import GapBook
 from ..migrations import BACKFILLS, SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
 from ..stats import Rebuilt, StatsQuery, StatsRow
-from . import rollups, sqlite_rollups, tables
+from . import cases_sql, rollups, sqlite_rollups, tables
+from ..cases import sources_from_plan
 from .base import (
     AlertRecord,
     DeviceRecord,
@@ -309,6 +311,7 @@ class SQLiteStore(HubStore):
 
     async def _ingest_parsed(self, hall: str, items: Sequence[ParsedItem]) -> list[ItemResult]:
         needed = lookups(items)
+        calendar = self.calendar_for_cases()
 
         def work(db: sqlite3.Connection) -> list[ItemResult]:
             devices = self._load_devices(db, needed.devices)
@@ -321,6 +324,8 @@ class SQLiteStore(HubStore):
             now = tables.now()
             self._write_plan(db, hall, plan, now)
             self._write_gaps(db, plan, now)
+            cases_sql.run_sqlite(db, cases_sql.open_cases(  # a case for each bad rating (hub/cases.py)
+                sources_from_plan(plan), calendar, datetime.fromisoformat(now)))
             return plan.results
 
         return await self._write(work)
@@ -669,3 +674,8 @@ class SQLiteStore(HubStore):
     async def counts(self) -> dict[str, int]:
         sql = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM {t}" for t in tables.COUNTED_TABLES)
         return {table: count for table, count in await self._rows(sql)}
+
+    # ------------------------------------------------------------------------ bad-review cases
+
+    async def _case_tx(self, make: Callable[[], cases_sql.Tx[T]]) -> T:
+        return await self._write(lambda conn: cases_sql.run_sqlite(conn, make()))
