@@ -245,6 +245,8 @@ def due_dates(rules: CaseRules, opened: datetime,
 
 OPERATOR, HANDLER, SUPERVISOR, AUDITOR, ADMIN = "operator", "handler", "supervisor", "auditor", "admin"
 ROLES = (OPERATOR, HANDLER, SUPERVISOR, AUDITOR, ADMIN)
+ROLE_NAMES = {OPERATOR: "an operator", HANDLER: "a unit handler", SUPERVISOR: "a supervisor",
+              AUDITOR: "an auditor", ADMIN: "the admin"}
 SYSTEM = "system"  # the actor of what the hub does by itself (opening a case, reminders)
 
 
@@ -334,7 +336,7 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("feedback", frozenset({"rectified", "explained"}), "feedback", _HANDLING, "反馈评价人 feedback to the rater"),
     Action("reopen", frozenset({"feedback"}), "rectifying", _HANDLING, "重新整改 reopen"),
     Action("close", frozenset({"feedback"}), "closed", _HANDLING, "办结 close"),
-    Action("appeal", APPEALABLE, "appealed", (HANDLER, OPERATOR), "申诉 appeal"),
+    Action("appeal", APPEALABLE, "appealed", (HANDLER, OPERATOR, SUPERVISOR), "申诉 appeal"),
     Action("verify", frozenset({"appealed"}), "verified", (SUPERVISOR,), "核实 verify the appeal"),
     Action("decide", frozenset({"verified"}), None, (SUPERVISOR,), "裁定 decide the appeal"),
 )}
@@ -623,8 +625,8 @@ def check_can_act(case: Case, actor: Actor, action: Action) -> None:
     if not actor.can_see(case):
         raise CaseError(404, f"no case {case.id} in your scope")
     if not actor.has_role(*action.roles):
-        roles = " or ".join(action.roles)
-        raise CaseError(403, f"{action.name}: only a {roles} may do this")
+        roles = " or ".join(ROLE_NAMES[r] for r in action.roles)
+        raise CaseError(403, f"{action.name}: only {roles} may do this")
 
 
 def allowed_actions(case: Case, actor: Actor) -> list[str]:

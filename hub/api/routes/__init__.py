@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends
 from ..deps import strict_query
 from . import (defaults, device_overview, devices, export, gaps, gateways, halls, health, ingest, ledger,
                ratings, regions, stats)
+from . import cases
 
 api_router = APIRouter(dependencies=[Depends(strict_query)])
 api_router.include_router(health.router)
@@ -20,3 +21,4 @@ api_router.include_router(defaults.router, prefix="/api/v1")
 api_router.include_router(gaps.router, prefix="/api/v1")
 api_router.include_router(stats.router, prefix="/api/v1")
 api_router.include_router(export.router, prefix="/api/v1")
+api_router.include_router(cases.router, prefix="/api/v1")
