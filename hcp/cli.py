@@ -28,6 +28,10 @@ SUBCOMMANDS = {
 # Second words under a subcommand (`hcp gateway broker-config ...`), in the same (module, help) form;
 # without one of them the subcommand runs as before (`hcp gateway --config ...`).
 ACTIONS = {
+    "hub": {
+        "users": ("hub.accounts.cli", "manage the hub's accounts on its database: add (the first one of a "
+                  "fresh hub), list, disable, enable, reset-password"),
+    },
     "gateway": {
         "broker-config": ("gateway.broker_config", "write the hall's production Mosquitto config "
                           "(device accounts, ACL, persistence) from the gateway's registry"),

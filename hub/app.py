@@ -18,6 +18,7 @@ from .api.limits import BodyLimitMiddleware
 from .api.routes import api_router
 from .config import HubSettings
 from .store import HubStore, open_store
+from .web import mount_web
 from .workdays import WorkCalendar
 
 log = logging.getLogger("hub.defaults")
@@ -29,7 +30,8 @@ them. Wire shapes: docs/protocol.md.
 
 Authentication: `Authorization: Bearer …`. Registration and reads take the **admin token**
 (`HCP_HUB_ADMIN_TOKEN`; reads need it for now, reader roles come later). Ingest takes the
-**gateway token** issued by `POST /api/v1/gateways`.
+**gateway token** issued by `POST /api/v1/gateways`. People sign in at `/login`; the APIs that
+name roles (`/api/v1/audit`, …) take their session cookie too (docs/accounts.md).
 """
 
 
@@ -68,6 +70,7 @@ def create_app(settings: HubSettings, *, on_ready: Callable[[], None] | None = N
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.include_router(api_router)
+    mount_web(app)  # the pages for people: sign-in, layout, error pages (hub/web)
     return app
 
 

@@ -44,6 +44,17 @@ class HubSettings(BaseSettings):
     case_reminders_interval_s: float = Field(default=300.0, ge=0,
                                              description="write bad-review case reminders this often; 0: never")
 
+    # accounts (docs/accounts.md)
+    session_idle_s: float = Field(default=1800.0, ge=1, description="a session unused this long ends")
+    session_max_s: float = Field(default=12 * 3600.0, ge=1, description="a session ends this long after "
+                                 "its sign-in, however used")
+    cookie_secure: bool | None = Field(default=None, description="the session cookie's Secure flag; "
+                                       "default: on when public_url is https://")
+    login_max_failures: int = Field(default=5, ge=1, description="failed sign-ins per login name "
+                                    "within login_window_s before it is refused until the window ends")
+    login_max_failures_address: int = Field(default=30, ge=1, description="the same per client address")
+    login_window_s: float = Field(default=900.0, ge=1, description="the throttle's window")
+
     @field_validator("db_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr) -> SecretStr:
@@ -84,6 +95,13 @@ class HubSettings(BaseSettings):
             query = urlencode([(name, "***" if name == "password" else value) for name, value in fields],
                               safe="*")
         return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether cookies carry Secure: `cookie_secure` if set, else whether public_url is https."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.public_url.lower().startswith("https://")
 
     @property
     def admin_configured(self) -> bool:

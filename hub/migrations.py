@@ -560,6 +560,76 @@ ALTER TABLE devices ADD COLUMN retired_at TEXT;
 """
 
 
+# Accounts (docs/accounts.md): the people who sign in, their server-side sessions (only the SHA-256 of
+# a session's cookie token is stored), failed sign-ins counted per login name and per client address
+# (the throttle), and the audit log, append-only: triggers refuse every UPDATE and DELETE of it.
+# Times the code compares (sessions, throttle) are Unix milliseconds; the rest ISO text as elsewhere.
+_ACCOUNTS = """
+CREATE TABLE users (
+    id            {id},
+    login         TEXT NOT NULL UNIQUE,              -- NFKC, case-folded (hub/accounts/model.py)
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('operator', 'handler', 'supervisor', 'auditor')),
+    region        TEXT,                              -- scope: NULL is every region / hall / unit
+    hall          TEXT,
+    unit          TEXT,
+    password_hash TEXT NOT NULL,                     -- argon2id, PHC string; never the password
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    password_changed_at TEXT NOT NULL,
+    disabled_at   TEXT,
+    last_login_at TEXT
+);
+
+CREATE TABLE sessions (
+    token_sha256  TEXT PRIMARY KEY,                  -- hex SHA-256 of the cookie's token
+    user_id       {int} NOT NULL REFERENCES users (id),
+    csrf_token    TEXT NOT NULL,
+    created_ms    {int} NOT NULL,
+    seen_ms       {int} NOT NULL,
+    client        TEXT
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+
+CREATE TABLE login_failures (
+    subject       TEXT PRIMARY KEY,                  -- 'login:NAME' or 'addr:ADDRESS'
+    failures      {int} NOT NULL,
+    first_ms      {int} NOT NULL,                    -- the window's first failure
+    last_ms       {int} NOT NULL
+);
+
+CREATE TABLE audit_log (
+    id            {audit_id},
+    at            TEXT NOT NULL,
+    event         TEXT NOT NULL,
+    user_id       {int},
+    login         TEXT,
+    role          TEXT,
+    client        TEXT,
+    what          TEXT,
+    record        TEXT,
+    detail        TEXT                               -- JSON object
+);
+CREATE INDEX audit_log_event ON audit_log (event, id);
+CREATE INDEX audit_log_login ON audit_log (login, id);
+{guard}"""
+_SQLITE_ACCOUNTS = _ACCOUNTS.format(
+    id="INTEGER PRIMARY KEY", int="INTEGER", audit_id="INTEGER PRIMARY KEY AUTOINCREMENT", guard="""
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+""")
+_PG_ACCOUNTS = _ACCOUNTS.format(
+    id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", int="BIGINT",
+    audit_id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", guard="""
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$;
+CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
+FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+""")
+
+
 # Bad-review cases (hub/cases.py; docs/cases.md): one per bad rating, opened in the transaction that
 # stores it; its history (case_events), the calls to the rater (case_callbacks), the reminders the
 # periodic job wrote (case_reminders, one per case, step, kind and deadline), each region's limits
@@ -741,6 +811,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("statistics: month rows in the coarse rollups, key column `period`; rebuilt at the "
               "next start", _STATS_MONTHS, _STATS_MONTHS),
     Migration("retired devices: devices.retired_at", _RETIRED, _RETIRED),
+    Migration("accounts: users, sessions, login_failures, audit_log (append-only)",
+              _SQLITE_ACCOUNTS, _PG_ACCOUNTS),
     Migration("bad-review cases: cases, case_events, case_callbacks, case_reminders, case_rules, "
               "appeal_decisions; the ledger takes any kind", _SQLITE_CASES, _PG_CASES),
     Migration("statistics: not_adopted (ratings an appeal did not adopt) in every rollup",

@@ -110,6 +110,23 @@ class Hall:
         if self.broker is not None:
             self.broker.stop()
 
+    def kill_all(self) -> None:
+        """Stop at once: SIGKILL every process of the hall (a second Ctrl-C); no clean shutdown."""
+        for seat in self.seats.values():
+            if seat.device is not None:
+                try:
+                    seat.device.kill()
+                except Exception:  # noqa: BLE001  # teardown goes on
+                    pass
+        if self.fleet is not None:
+            self.fleet.close()
+        for service in (self.gateway, self.hub):
+            if service is not None:
+                service.kill()
+                service.http.close()
+        if self.broker is not None:
+            self.broker.kill()
+
 
 # ---------------------------------------------------------------------------- the hub's view
 

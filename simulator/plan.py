@@ -8,10 +8,12 @@ citizens as they were.
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from simulator.scenario import SCORES, Scenario
+from simulator.scenario import SCORES, Scenario, Window
 
 STAFF_PRESS_S = (0.3, 1.2)  # a staff member pressing for the citizen is quick
 
@@ -55,43 +57,58 @@ def _weights(table: dict[int, float]) -> list[float]:
 
 
 def make_plan(sc: Scenario, seed: int | None = None) -> Plan:
+    """The whole day (or days) drawn at once; a hall open until stopped has no whole plan (`draw`)."""
+    if math.isinf(sc.open_s):
+        raise ValueError("a hall open until stopped has no whole plan: draw its citizens with draw()")
+    return Plan({w: tuple(visits) for w, visits in draw(sc, seed).items()}, bursts_of(sc))
+
+
+def draw(sc: Scenario, seed: int | None = None) -> dict[str, Iterator[Visit]]:
+    """Each window's citizens in order, drawn as they are asked for: the same ones `make_plan`
+    holds, and endless for a hall open until stopped. Tickets run on across days."""
     seed = sc.seed if seed is None else seed
     staff_fraud = {f.staff: f.share for f in sc.frauds if f.kind == "staff_presses"}
-    visits: dict[str, tuple[Visit, ...]] = {}
-    for index, w in enumerate(sc.windows):
-        rng = random.Random(f"{seed}:{w.id}")
-        prefix = chr(ord("A") + index % 26)
-        out: list[Visit] = []
-        arrive = free = 0.0
-        rate = w.arrivals_per_hour / 3600.0
-        while rate > 0:
+    return {w.id: _window_visits(sc, w, index, seed, staff_fraud) for index, w in enumerate(sc.windows)}
+
+
+def _window_visits(sc: Scenario, w: Window, index: int, seed: int,
+                   staff_fraud: dict[str | None, float]) -> Iterator[Visit]:
+    rng = random.Random(f"{seed}:{w.id}")
+    prefix = chr(ord("A") + index % 26)
+    n = 0
+    arrive = free = 0.0
+    rate = w.arrivals_per_hour / 3600.0
+    while rate > 0:
+        if n >= sc.citizens.waiting_at_opening:  # the first ones queued before the doors opened
             arrive += rng.expovariate(rate)
-            start = max(arrive, free)
-            if start >= sc.open_s:
-                break
-            end = start + rng.uniform(*w.service_s)
-            free = end
-            staff = rng.choice(w.staff)
-            matter = rng.choice(w.matters)
-            table = sc.staff[staff].ratings or w.ratings or sc.citizens.ratings
-            score = rng.choices(SCORES, _weights(table))[0]
-            draw = rng.random()
-            press_after = rng.uniform(*sc.citizens.press_s)
-            if rng.random() < staff_fraud.get(staff, 0.0):
-                action, score, press_after = "staff_press", 5, rng.uniform(*STAFF_PRESS_S)
-            elif draw < sc.citizens.no_rating:
-                action = "walk_away"
-            elif draw < sc.citizens.no_rating + sc.citizens.qr_share:
-                action = "qr"
-            else:
-                action = "press"
-            out.append(Visit(w.id, f"{prefix}{len(out) + 1:03d}", staff, matter, round(start, 3),
-                             round(end, 3), action, score if action in ("press", "staff_press") else None,
-                             round(press_after, 3)))
-        visits[w.id] = tuple(out)
+        start = max(arrive, free)
+        if start >= sc.open_s:
+            return
+        end = start + rng.uniform(*w.service_s)
+        free = end
+        staff = rng.choice(w.staff)
+        matter = rng.choice(w.matters)
+        table = sc.staff[staff].ratings or w.ratings or sc.citizens.ratings
+        score = rng.choices(SCORES, _weights(table))[0]
+        draw = rng.random()
+        press_after = rng.uniform(*sc.citizens.press_s)
+        if rng.random() < staff_fraud.get(staff, 0.0):
+            action, score, press_after = "staff_press", 5, rng.uniform(*STAFF_PRESS_S)
+        elif draw < sc.citizens.no_rating:
+            action = "walk_away"
+        elif draw < sc.citizens.no_rating + sc.citizens.qr_share:
+            action = "qr"
+        else:
+            action = "press"
+        n += 1
+        yield Visit(w.id, f"{prefix}{n:03d}", staff, matter, round(start, 3), round(end, 3), action,
+                    score if action in ("press", "staff_press") else None, round(press_after, 3))
+
+
+def bursts_of(sc: Scenario) -> dict[str, tuple[Burst, ...]]:
     bursts: dict[str, list[Burst]] = {w.id: [] for w in sc.windows}
     for f in sc.frauds:
         if f.kind == "burst":
             assert f.window is not None
             bursts[f.window].append(Burst(f.window, f.at_s, f.count))
-    return Plan(visits, {w: tuple(sorted(b, key=lambda b: b.at_s)) for w, b in bursts.items()})
+    return {w: tuple(sorted(b, key=lambda b: b.at_s)) for w, b in bursts.items()}

@@ -9,6 +9,7 @@ docs/simulator.md describes the format.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class Citizens:
     no_rating: float  # walks away without pressing
     press_s: tuple[float, float]  # time from the prompt to the press, simulated seconds
     qr_share: float  # scans the QR code and rates on the phone instead of pressing
+    waiting_at_opening: int = 0  # citizens already queued at each window when the hall first opens
 
 
 @dataclass(frozen=True)
@@ -113,20 +115,37 @@ class Scenario:
     duration_s: float | None = None  # simulate only the first part of the opening hours
     invite: bool = False
     source: str = "<scenario>"
+    days: int | None = 1  # opening days played one after the other; None: until stopped (hcp demo)
+
+    @property
+    def day_s(self) -> float:
+        """Simulated seconds the hall is open in one day."""
+        return sum(b - a for a, b in self.opening)
 
     @property
     def open_s(self) -> float:
-        """Simulated seconds the hall is open (or `duration_s`, when shorter)."""
-        total = sum(b - a for a, b in self.opening)
+        """Simulated seconds the hall is open over its days (or `duration_s`, when shorter);
+        infinite for a hall open until stopped."""
+        total = self.day_s * self.days if self.days else math.inf
         return min(total, self.duration_s) if self.duration_s else total
 
+    def day_of(self, t: float) -> int:
+        """Which opening day (0: `day`) `t` seconds of opening time fall on: a day's closing
+        moment is still that day, and a time past the last day is on the last day."""
+        k = max(0, math.ceil(t / self.day_s) - 1)
+        return min(k, self.days - 1) if self.days else k
+
     def clock_of(self, t: float) -> float:
-        """Seconds since midnight of `t` seconds of opening time (lunch breaks skipped)."""
+        """Seconds since midnight of `day` of `t` seconds of opening time (lunch breaks skipped;
+        each later opening day is a calendar day later, 86400 s more; a time past the last day's
+        closing is its closing)."""
+        k = self.day_of(t)
+        t -= k * self.day_s
         for a, b in self.opening:
             if t <= b - a:
-                return a + t
+                return 86400 * k + a + t
             t -= b - a
-        return self.opening[-1][1]
+        return 86400 * k + self.opening[-1][1]
 
 
 # ----------------------------------------------------------------------------- value readers
@@ -410,7 +429,7 @@ def _matters(r: _Reader, value: Any) -> dict[str, Matter]:
 
 
 def _citizens(r: _Reader, value: Any) -> Citizens:
-    c = r.table(value, "citizens", {"ratings", "no_rating", "press", "qr_share"})
+    c = r.table(value, "citizens", {"ratings", "no_rating", "press", "qr_share", "waiting_at_opening"})
     ratings = r.ratings(c["ratings"], "citizens.ratings") if "ratings" in c else \
         {5: 62.0, 4: 24.0, 3: 8.0, 2: 4.0, 1: 2.0}
     no_rating = r.share(c, "no_rating", "citizens", 0.12)
@@ -418,7 +437,8 @@ def _citizens(r: _Reader, value: Any) -> Citizens:
     if no_rating + qr > 1:
         raise r.fail("citizens", f"no_rating ({no_rating:g}) + qr_share ({qr:g}) is more than 1")
     press = r.span(c.get("press", ["2s", "15s"]), "citizens.press")
-    return Citizens(ratings, no_rating, press, qr)
+    waiting = int(r.number(c, "waiting_at_opening", "citizens", 0, 0, 100, integer=True))
+    return Citizens(ratings, no_rating, press, qr, waiting)
 
 
 def _windows(r: _Reader, value: Any, staff: dict, matters: dict) -> tuple[Window, ...]:

@@ -248,6 +248,12 @@ class HubStore(CaseStore, ABC):
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
         """All rows of a read-only query, outside any write transaction."""
 
+    @abstractmethod
+    async def _write_statements(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """Run `statements` ((sql, params), the backend's placeholders) in order in one write
+        transaction; the rows each returned ([] for one that returns none). For features kept in
+        their own modules on top of this interface (hub/accounts/store.py)."""
+
     async def __aenter__(self) -> HubStore:
         await self.open()
         return self

@@ -223,6 +223,14 @@ class PostgresStore(HubStore):
     async def schema_version(self) -> int:
         return (await self._rows("SELECT COALESCE(MAX(version), 0) FROM schema_version"))[0][0]
 
+    async def _write_statements(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        results = []
+        async with self._transaction() as conn:
+            for sql, params in statements:
+                cursor = await conn.execute(sql, params)
+                results.append(await cursor.fetchall() if cursor.description else [])
+        return results
+
     # ------------------------------------------------------------------------ registration
 
     async def register_gateway(self, hall: str, token_sha256: str, key: bytes) -> None:

@@ -209,6 +209,15 @@ class SQLiteStore(HubStore):
         rows = await self._rows("SELECT COALESCE(MAX(version), 0) FROM schema_version")
         return rows[0][0]
 
+    async def _write_statements(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        def work(conn: sqlite3.Connection) -> list[list[Any]]:
+            results = []
+            for sql, params in statements:
+                cursor = conn.execute(sql, params)
+                results.append(cursor.fetchall() if cursor.description else [])
+            return results
+        return await self._write(work)
+
     # ------------------------------------------------------------------------ registration
 
     async def register_gateway(self, hall: str, token_sha256: str, key: bytes) -> None:

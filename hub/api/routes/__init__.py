@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends
 from ..deps import strict_query
 from . import (defaults, device_overview, devices, export, gaps, gateways, halls, health, ingest, ledger,
                ratings, regions, stats)
+from . import audit, users
 from . import cases
 
 api_router = APIRouter(dependencies=[Depends(strict_query)])
@@ -21,4 +22,6 @@ api_router.include_router(defaults.router, prefix="/api/v1")
 api_router.include_router(gaps.router, prefix="/api/v1")
 api_router.include_router(stats.router, prefix="/api/v1")
 api_router.include_router(export.router, prefix="/api/v1")
+api_router.include_router(users.router, prefix="/api/v1")
+api_router.include_router(audit.router, prefix="/api/v1")
 api_router.include_router(cases.router, prefix="/api/v1")
