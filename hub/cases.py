@@ -253,13 +253,17 @@ SYSTEM = "system"  # the actor of what the hub does by itself (opening a case, r
 @dataclass(frozen=True)
 class Actor:
     """Who acts: `id` (a login, shown in the history), `role`, and the scope (None: all). The
-    admin role has every right in the whole hub. hub.accounts' Principal maps onto this."""
+    admin role has every right in the whole hub. `halls`: the halls in scope now (a region's halls
+    are its halls now, docs/accounts.md), None when no region or hall limits the actor; given, it
+    decides instead of the case's region as it was when opened. hub/api/routes/cases.py makes one
+    from the accounts' Principal (`actor_of`)."""
 
     id: str
     role: str
     region: str | None = None
     hall: str | None = None
     unit: str | None = None
+    halls: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -273,15 +277,23 @@ class Actor:
         return self.role == ADMIN or self.role in roles
 
     def scope_filter(self) -> dict[str, str]:
-        """The scope parts that limit what this actor sees: {"region"|"hall"|"unit": value}."""
+        """The scope parts that limit what this actor sees, as case columns: {"region"|"hall"|"unit":
+        value} (with `halls` known, the region is checked through them: `visible_halls`)."""
         if self.role == ADMIN:
             return {}
-        return {k: v for k, v in (("region", self.region), ("hall", self.hall), ("unit", self.unit))
-                if v is not None}
+        parts = (("hall", self.hall), ("unit", self.unit)) if self.halls is not None else \
+            (("region", self.region), ("hall", self.hall), ("unit", self.unit))
+        return {k: v for k, v in parts if v is not None}
+
+    def visible_halls(self) -> frozenset[str] | None:
+        return None if self.role == ADMIN else self.halls
 
     def can_see(self, case: Case) -> bool:
         """A case is in scope when every scope part set equals the case's (an unrouted case has no
-        unit: no handler sees it)."""
+        unit: no handler sees it) and its hall is one of `halls` when they are known."""
+        halls = self.visible_halls()
+        if halls is not None and case.hall not in halls:
+            return False
         return all(getattr(case, part) == value for part, value in self.scope_filter().items())
 
     @property

@@ -10,28 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from hcp.protocol import LEVELS
 
 from .. import cases
-from ..cases import Actor, Case, CaseRules, DeadlineStatus
+from ..cases import Case, CaseRules, DeadlineStatus
 from ..store.cases_sql import CaseEvent, StoredCallback, StoredReminder, StoredRules
 
-Role = Literal["operator", "handler", "supervisor", "auditor", "admin"]
 ActionName = Literal["route", "contact", "rectify", "explain", "ledger", "rectified", "feedback", "reopen",
                      "close", "appeal", "verify", "decide"]
-
-
-class ActorIn(BaseModel):
-    """Who acts (until the hub's accounts sign people in, the admin token's caller names them):
-    an id shown in the history, a role, and the scope (absent: all). A handler needs a unit."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: StrictStr = Field(min_length=1, max_length=64, examples=["wang.handler"])
-    role: Role
-    region: StrictStr | None = Field(default=None, max_length=200)
-    hall: StrictStr | None = Field(default=None, max_length=200)
-    unit: StrictStr | None = Field(default=None, max_length=200)
-
-    def actor(self) -> Actor:
-        return Actor(self.id, self.role, self.region, self.hall, self.unit)
 
 
 class CallbackIn(BaseModel):
@@ -55,7 +38,6 @@ class TransitionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: ActionName
-    by: ActorIn
     note: StrictStr | None = Field(default=None, max_length=cases.MAX_NOTE)
     unit: StrictStr | None = Field(default=None, max_length=200)
     callback: CallbackIn | None = None
@@ -66,12 +48,7 @@ class TransitionIn(BaseModel):
     reason: Literal["mistaken", "malicious"] | None = None
 
     def args(self) -> dict[str, Any]:
-        found = self.model_dump(exclude={"action", "by"}, exclude_none=True)
-        return found
-
-
-class CallbackPost(CallbackIn):
-    by: ActorIn
+        return self.model_dump(exclude={"action"}, exclude_none=True)
 
 
 class RulesPut(BaseModel):
@@ -79,7 +56,6 @@ class RulesPut(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    by: ActorIn
     preset: Literal["jilin", "2-5-15", "1-5-15"] | None = None
     limits: dict[str, Any] | None = None
 
@@ -240,7 +216,7 @@ class CaseDetailOut(CaseOut):
     callbacks: list[CallbackOut]
     reminders: list[ReminderOut]
     decision: DecisionOut | None
-    actions: list[str] = Field(description="the actions the admin token may take now (a person: fewer)")
+    actions: list[str] = Field(description="the actions the person asking may take now")
 
 
 class RatesOut(BaseModel):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
@@ -189,8 +189,13 @@ class CaseQuery:
     opened_from: date | None = None  # days in China, both included
     opened_to: date | None = None
     scope: Mapping[str, str] = field(default_factory=dict)
+    scope_halls: frozenset[str] | None = None  # the actor's halls (None: not limited by hall)
     before: int | None = None  # paging: ids below this
     limit: int = 50
+
+    def seen_by(self, actor: Actor) -> CaseQuery:
+        """This query narrowed to what `actor` may see."""
+        return replace(self, scope=actor.scope_filter(), scope_halls=actor.visible_halls())
 
     def where(self, now: datetime, alias: str = "") -> tuple[list[str], list[Any]]:
         a = f"{alias}." if alias else ""
@@ -201,6 +206,10 @@ class CaseQuery:
             if value is not None:
                 where.append(f"{a}{column} = ?")
                 params.append(value)
+        if self.scope_halls is not None:
+            halls = sorted(self.scope_halls)
+            where.append(f"{a}hall IN ({', '.join('?' * len(halls))})" if halls else "1 = 0")
+            params += halls
         if self.unrouted is not None:
             where.append(f"{a}unit IS {'' if self.unrouted else 'NOT '}NULL")
         if self.states:

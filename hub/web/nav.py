@@ -22,6 +22,12 @@ NAV: tuple[NavLink, ...] = (
     NavLink("/", "首页 Home", EVERYONE),
     NavLink("/audit", "审计日志 Audit log", frozenset({Role.AUDITOR}),
             "登录、登出及个人信息查阅记录 · sign-ins, sign-outs and every read of a rater's personal data"),
+    NavLink("/cases", "差评工单 Cases", frozenset({Role.HANDLER, Role.OPERATOR, Role.SUPERVISOR}),
+            "每个差评的转办、回访、整改与申诉 · every bad review: routing, callbacks, rectification, appeals"),
+    NavLink("/cases/ledger", "整改台账 Ledger", frozenset({Role.HANDLER, Role.OPERATOR, Role.SUPERVISOR}),
+            "限期整改的复杂差评 · complex cases rectified by a set date"),
+    NavLink("/cases/rates", "回访率 Rates", frozenset({Role.HANDLER, Role.OPERATOR, Role.SUPERVISOR, Role.AUDITOR}),
+            "各单位实名差评回访率与整改率 · callback and rectification rates per unit"),
 )
 
 

@@ -243,6 +243,23 @@ async def test_a_handler_sees_and_acts_on_its_units_cases_only(store):
     assert [e.action for e in await store.case_events(b.id)] == ["open"]  # nothing was written
 
 
+async def test_a_region_scope_is_the_halls_of_the_region_now(store):
+    await setup_devices(store, "D1")
+    await setup_devices(store, "E1", hall="H9")
+    await store.ingest(H1, [rating_item(rated("D1", 1, score=2), bound=binding("S1", unit=A))])
+    await store.ingest("H9", [rating_item(rated("E1", 1, score=2, hall="H9"), bound=binding("S1", unit=A))])
+    # the accounts' visible_halls for a supervisor of region jilin, which holds H1 now
+    jilin = Actor("s-j", "supervisor", region="jilin", halls=frozenset({H1}))
+    seen, total = await store.list_cases(CaseQuery().seen_by(jilin))
+    assert total == 1 and [c.hall for c in seen] == [H1]
+    other = (await opened(store))["E1:1"]
+    assert await store.get_case(other.id, jilin) is None
+    nowhere = Actor("s-x", "supervisor", region="empty", halls=frozenset())
+    assert (await store.list_cases(CaseQuery().seen_by(nowhere)))[1] == 0
+    handler_in_h9 = Actor("h", "handler", hall="H9", unit=A, halls=frozenset({"H9"}))
+    assert [c.rating_ref for c in (await store.list_cases(CaseQuery().seen_by(handler_in_h9)))[0]] == ["E1:1"]
+
+
 async def test_filters_and_pages(store):
     await setup_devices(store, "D1")
     await store.ingest(H1, [rating_item(rated("D1", n, score=1 + n % 2), bound=binding(f"S{n}", unit=A if n % 3 else B))
