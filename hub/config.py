@@ -46,6 +46,8 @@ class HubSettings(BaseSettings):
     public_staff_results: bool = Field(default=True, description="the public results page lists each staff id's "
                                        "evaluation rate and satisfaction (seed 001 posts them monthly); "
                                        "false: halls and units only (docs/dashboard.md)")
+    case_reminders_interval_s: float = Field(default=300.0, ge=0,
+                                             description="write bad-review case reminders this often; 0: never")
 
     # accounts (docs/accounts.md)
     session_idle_s: float = Field(default=1800.0, ge=1, description="a session unused this long ends")

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GENESIS = "0" * 64
-KINDS = ("rating", "service", "default", "phone")
+KINDS = ("rating", "service", "default", "phone", "appeal")  # phone: docs/phone.md; appeal: hub/cases.py
 MAX_BREAKS = 20  # a verification lists this many problems, then only counts them
 
 

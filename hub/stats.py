@@ -25,6 +25,9 @@ always equal a recount of the raw tables.
   and rates its service, as long as the service has no counter rating: a counter rating that
   arrives later takes its place (its score is taken out of the day it was counted on; the service
   stays rated once). Phone follow-ups (追加评价) carry no overall rating and count nothing.
+- not_adopted: bad ratings an appeal decided not to adopt (误评, 恶意差评; hub/cases.py), on the
+  rating's day and dimensions, counted when the decision is stored. The rating stays in every
+  other counter (it was given, and its service is rated); satisfaction leaves it out.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ PERIODS = ("day", "month")
 GROUPS = ("region", "hall", "window", "staff", "matter", "unit")
 
 COUNTERS = ("services", "no_shows", "rated", "rated_or_default", "defaulted",
-            "score1", "score2", "score3", "score4", "score5", "unbound")
+            "score1", "score2", "score3", "score4", "score5", "unbound", "not_adopted")
 _AT = {name: i for i, name in enumerate(COUNTERS)}
 _SCORE = {score: _AT[f"score{score}"] for score in range(1, 6)}
 _BAD_AT = tuple(sorted(s - 1 for s in BAD_SCORES))  # their places in Figures.scores
@@ -310,6 +313,12 @@ class Tally(Deltas):
                 if rated or defaulted:
                     self.add(key, "rated_or_default")
 
+    def add_not_adopted(self, rows: Iterable[tuple]) -> None:
+        """Rows of (hall, day, window, staff, matter, unit): the statistics key of each rating an
+        appeal decided not to adopt (appeal_decisions.stats_*)."""
+        for key in rows:
+            self.add(tuple(key), "not_adopted")  # type: ignore[arg-type]
+
 
 # ---------------------------------------------------------------------------- figures
 
@@ -329,6 +338,7 @@ class Figures:
     defaulted: int = 0
     scores: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)  # score 1 .. score 5
     unbound: int = 0
+    not_adopted: int = 0  # bad ratings an appeal decided not to adopt: out of satisfaction
     ratings: int = field(init=False, repr=False, compare=False)
     bad: int = field(init=False, repr=False, compare=False)  # 差评: scores 1 and 2
 
@@ -340,14 +350,14 @@ class Figures:
     def of(cls, counters: Iterable[int]) -> Figures:
         """From counters in COUNTERS order."""
         c = counters if isinstance(counters, Sequence) else list(counters)
-        return cls(c[0], c[1], c[2], c[3], c[4], (c[5], c[6], c[7], c[8], c[9]), c[10])  # type: ignore[arg-type]
+        return cls(c[0], c[1], c[2], c[3], c[4], (c[5], c[6], c[7], c[8], c[9]), c[10], c[11])  # type: ignore[arg-type]
 
     def __add__(self, other: Figures) -> Figures:
         return Figures(self.services + other.services, self.no_shows + other.no_shows,
                        self.rated + other.rated, self.rated_or_default + other.rated_or_default,
                        self.defaulted + other.defaulted,
                        tuple(a + b for a, b in zip(self.scores, other.scores, strict=True)),  # type: ignore[arg-type]
-                       self.unbound + other.unbound)
+                       self.unbound + other.unbound, self.not_adopted + other.not_adopted)
 
     @classmethod
     def total(cls, figures: Iterable[Figures]) -> Figures:
@@ -355,7 +365,7 @@ class Figures:
         sums = [0] * len(COUNTERS)
         for f in figures:
             for i, n in enumerate((f.services, f.no_shows, f.rated, f.rated_or_default, f.defaulted,
-                                   *f.scores, f.unbound)):
+                                   *f.scores, f.unbound, f.not_adopted)):
                 sums[i] += n
         return cls.of(sums)
 
@@ -375,13 +385,13 @@ class Figures:
 
     @property
     def satisfaction(self) -> float | None:
-        """好评 / ratings."""
-        return _ratio(self.good, self.ratings)
+        """好评 / ratings, leaving out the bad ratings not adopted on appeal (误评, 恶意差评)."""
+        return _ratio(self.good, self.ratings - self.not_adopted)
 
     @property
     def satisfaction_with_defaults(self) -> float | None:
         """Each system default counts as one more 基本满意 rating."""
-        return _ratio(self.good + self.defaulted, self.ratings + self.defaulted)
+        return _ratio(self.good + self.defaulted, self.ratings - self.not_adopted + self.defaulted)
 
 
 @dataclass(frozen=True)

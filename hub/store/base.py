@@ -23,6 +23,7 @@ from ..ingest import ItemResult, ParsedItem, parse_item
 from ..ledger import MAX_BREAKS, Entry, Head, Verification, Verifier
 from ..stats import Rebuilt, StatsQuery, StatsRow
 from ..workdays import WorkCalendar
+from .cases_sql import CaseStore
 
 
 class KeyIdCollision(Exception):
@@ -238,7 +239,7 @@ class DeviceGaps:
     since: str
 
 
-class HubStore(ABC):
+class HubStore(CaseStore, ABC):
     """Storage for gateways, devices and their keys, services, ratings, the gateways' device health
     snapshots and device alerts, rejections and the hub's own alerts."""
 
@@ -465,6 +466,7 @@ class HubStore(ABC):
             if not entries:
                 break
             records = await self._ledger_records(entries)
+            records.update(await self._appeal_ledger_records(entries))
             for e in entries:
                 verifier.feed(e, records.get((e.kind, e.hall, e.ref)))
             after = entries[-1].seq

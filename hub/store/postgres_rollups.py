@@ -113,7 +113,8 @@ async def rebuild(conn: AsyncConnection) -> stats.Rebuilt:
     tally = Tally()
     read = []
     for name, sql, feed in (("stats_ratings", rollups.REBUILD_RATINGS_SQL, tally.add_ratings),
-                            ("stats_services", rollups.REBUILD_SERVICES_SQL, tally.add_services)):
+                            ("stats_services", rollups.REBUILD_SERVICES_SQL, tally.add_services),
+                            ("stats_not_adopted", rollups.REBUILD_NOT_ADOPTED_SQL, tally.add_not_adopted)):
         count = 0
         async with conn.cursor(name=name) as cursor:  # server-side: streamed, not loaded whole
             await cursor.execute(sql)

@@ -33,6 +33,9 @@ REBUILD_RATINGS_SQL = ("SELECT hall, received_at, score, window_id, staff_id, ma
                        "service IS NOT NULL FROM ratings UNION ALL "
                        "SELECT p.hall, p.submitted_at, p.score, p.window_id, p.staff_id, p.matter_code, p.unit, "
                        f"1 = 1 FROM phone_ratings p WHERE {_PHONE_COUNTS}")
+# ... and every rating an appeal decided not to adopt, by the key it is counted under
+REBUILD_NOT_ADOPTED_SQL = ("SELECT hall, stats_day, stats_window, stats_staff, stats_matter, stats_unit "
+                           "FROM appeal_decisions WHERE outcome = 'not_adopted'")
 REBUILD_SERVICES_SQL = (
     "SELECT s.hall, s.id, s.window_id, s.staff_id, s.matter_code, s.unit, s.finished_at, s.outcome, "
     "EXISTS (SELECT 1 FROM ratings r WHERE r.hall = s.hall AND r.service = s.id) "

@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 import sqlite3
+from datetime import datetime
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -38,9 +39,10 @@ from ..ingest import (
 from ..gaps import GapBook
 from ..migrations import BACKFILLS, SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
 from ..stats import Rebuilt, StatsQuery, StatsRow
-from . import rollups, sqlite_rollups, tables
+from . import cases_sql, rollups, sqlite_rollups, tables
 from . import dashboard_sql
 from .sqlite_phone import SQLitePhone
+from ..cases import sources_from_plan
 from .base import (
     AlertRecord,
     DeviceRecord,
@@ -344,6 +346,7 @@ class SQLiteStore(SQLitePhone, HubStore):
 
     async def _ingest_parsed(self, hall: str, items: Sequence[ParsedItem]) -> list[ItemResult]:
         needed = lookups(items)
+        calendar = self.calendar_for_cases()
 
         def work(db: sqlite3.Connection) -> list[ItemResult]:
             devices = self._load_devices(db, needed.devices)
@@ -356,6 +359,8 @@ class SQLiteStore(SQLitePhone, HubStore):
             now = tables.now()
             self._write_plan(db, hall, plan, now)
             self._write_gaps(db, plan, now)
+            cases_sql.run_sqlite(db, cases_sql.open_cases(  # a case for each bad rating (hub/cases.py)
+                sources_from_plan(plan), calendar, datetime.fromisoformat(now)))
             return plan.results
 
         return await self._write(work)
@@ -713,3 +718,8 @@ class SQLiteStore(SQLitePhone, HubStore):
             rows = _fetch(conn, dashboard_sql.insert_ledger_check_sql("?"), check.insert_row())
             return dashboard_sql.ledger_check(rows[0])
         return await self._write(work)
+
+    # ------------------------------------------------------------------------ bad-review cases
+
+    async def _case_tx(self, make: Callable[[], cases_sql.Tx[T]]) -> T:
+        return await self._write(lambda conn: cases_sql.run_sqlite(conn, make()))

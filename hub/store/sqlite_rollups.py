@@ -86,7 +86,8 @@ def rebuild(db: sqlite3.Connection) -> stats.Rebuilt:
     tally = Tally()
     read = []
     for sql, feed in ((rollups.REBUILD_RATINGS_SQL, tally.add_ratings),
-                      (rollups.REBUILD_SERVICES_SQL, tally.add_services)):
+                      (rollups.REBUILD_SERVICES_SQL, tally.add_services),
+                      (rollups.REBUILD_NOT_ADOPTED_SQL, tally.add_not_adopted)):
         count = 0
         cursor = db.execute(sql)
         while rows := cursor.fetchmany(rollups.ROLLUP_BATCH):

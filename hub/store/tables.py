@@ -165,8 +165,10 @@ UNLEDGERED_SQL = {
 }
 UNLEDGERED_SQL["default"] = ("SELECT {what} FROM default_ratings d WHERE NOT EXISTS (SELECT 1 FROM ledger l "
                              "WHERE l.kind = 'default' AND l.hall = d.hall AND l.ref = d.service){limit}")
+UNLEDGERED_SQL["appeal"] = ("SELECT {what} FROM appeal_decisions a WHERE NOT EXISTS (SELECT 1 FROM ledger l "
+                            "WHERE l.kind = 'appeal' AND l.hall = a.hall AND l.ref = a.ref){limit}")
 UNLEDGERED_REF = {"rating": "r.hall, r.device || ':' || r.n", "service": "s.hall, s.id",
-                  "default": "d.hall, d.service"}
+                  "default": "d.hall, d.service", "appeal": "a.hall, a.ref"}
 UNLEDGERED_SQL["phone"] = ("SELECT {what} FROM phone_ratings p WHERE NOT EXISTS (SELECT 1 FROM ledger l "
                            "WHERE l.kind = 'phone' AND l.hall = p.hall AND l.ref = p.service || ':' || p.kind){limit}")
 UNLEDGERED_REF["phone"] = "p.hall, p.service || ':' || p.kind"

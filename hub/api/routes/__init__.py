@@ -6,6 +6,7 @@ from ..deps import strict_query
 from . import (defaults, device_overview, devices, export, gaps, gateways, halls, health, ingest, ledger,
                phone, ratings, regions, stats)
 from . import audit, users
+from . import cases
 
 api_router = APIRouter(dependencies=[Depends(strict_query)])
 api_router.include_router(health.router)
@@ -24,3 +25,4 @@ api_router.include_router(export.router, prefix="/api/v1")
 api_router.include_router(users.router, prefix="/api/v1")
 api_router.include_router(audit.router, prefix="/api/v1")
 api_router.include_router(phone.router, prefix="/api/v1")
+api_router.include_router(cases.router, prefix="/api/v1")
