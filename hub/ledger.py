@@ -1,11 +1,13 @@
 """The tamper-evident ledger: every record that counts (a rating, a service, a system default
-rating, a phone rating) gets one append-only ledger entry, hash-chained to the entry before it.
+rating, a phone rating, an appeal's decision on a rating) gets one append-only ledger entry,
+hash-chained to the entry before it.
 
 An entry is (seq, kind, hall, ref, digest, hash, at):
 - `seq` 1, 2, 3, ... with no gaps, in the order the records were stored;
 - `kind`, `hall` and `ref` name the record: `rating` (ref `device:n`), `service` (ref the service
-  id), `default` (ref the service id it defaults) and `phone` (ref `{service}:{kind}`, kind
-  `supplementary` or `followup`: docs/phone.md);
+  id), `default` (ref the service id it defaults), `phone` (ref `{service}:{kind}`, kind
+  `supplementary` or `followup`: docs/phone.md) and `appeal` (ref `{rating kind}:{rating ref}`,
+  hub/cases.py);
 - `digest` = SHA-256 of the record's canonical bytes (`canonical`: the stored columns as JSON,
   keys sorted, no spaces, UTF-8), so the entry commits to every stored field;
 - `hash` = SHA-256 over the previous entry's hash and this entry's fields (`link`); the first

@@ -713,9 +713,9 @@ ALTER TABLE ledger ADD CONSTRAINT ledger_kind_check CHECK (kind IN ('rating', 's
 # stores it; its history (case_events), the calls to the rater (case_callbacks), the reminders the
 # periodic job wrote (case_reminders, one per case, step, kind and deadline), each region's limits
 # (case_rules), and appeal decisions, each a record of its own in the ledger that points at the
-# rating (kind `appeal`). The ledger's CHECK on `kind` goes: each new kind of record would otherwise
-# rebuild the ledger table on SQLite (which cannot alter a CHECK); hub/ledger.py's KINDS is the check,
-# and verification reports an entry of a kind nobody stores as `record_missing`. Times are UTC ISO
+# rating (kind `appeal`). The ledger's CHECK on `kind` admits `appeal` too: PostgreSQL replaces the
+# constraint, SQLite rewrites it in place (backfill "ledger_kinds", as the phone page's migration
+# does) rather than copying the table. Times are UTC ISO
 # text in one format (hub.cases.iso), so text order is time order in SQL.
 _CASES = """
 CREATE TABLE case_rules (
@@ -835,24 +835,11 @@ CREATE TABLE appeal_decisions (
     PRIMARY KEY (hall, ref)
 );
 {ledger}"""
-_SQLITE_CASES = _CASES.format(id="INTEGER PRIMARY KEY AUTOINCREMENT", int="INTEGER", ledger="""
-CREATE TABLE ledger_any_kind (
-    seq     BIGINT PRIMARY KEY CHECK (seq >= 1),
-    kind    TEXT NOT NULL,
-    hall    TEXT NOT NULL,
-    ref     TEXT NOT NULL,
-    digest  TEXT NOT NULL,
-    hash    TEXT NOT NULL,
-    at      TEXT NOT NULL,
-    UNIQUE (kind, hall, ref)
-);
-INSERT INTO ledger_any_kind (seq, kind, hall, ref, digest, hash, at)
-    SELECT seq, kind, hall, ref, digest, hash, at FROM ledger ORDER BY seq;
-DROP TABLE ledger;
-ALTER TABLE ledger_any_kind RENAME TO ledger;
-""")
+_SQLITE_CASES = _CASES.format(id="INTEGER PRIMARY KEY AUTOINCREMENT", int="INTEGER", ledger="")
 _PG_CASES = _CASES.format(id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", int="BIGINT", ledger="""
 ALTER TABLE ledger DROP CONSTRAINT ledger_kind_check;
+ALTER TABLE ledger ADD CONSTRAINT ledger_kind_check
+    CHECK (kind IN ('rating', 'service', 'default', 'phone', 'appeal'));
 """)
 
 
@@ -900,7 +887,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("the phone rating page: phone_ratings, phone_contacts (sealed), phone_counts; "
               "ledger kind 'phone'", _SQLITE_PHONE, _PG_PHONE, backfill="ledger_kinds"),
     Migration("bad-review cases: cases, case_events, case_callbacks, case_reminders, case_rules, "
-              "appeal_decisions; the ledger takes any kind", _SQLITE_CASES, _PG_CASES),
+              "appeal_decisions; ledger kind 'appeal'", _SQLITE_CASES, _PG_CASES, backfill="ledger_kinds"),
     Migration("statistics: not_adopted (ratings an appeal did not adopt) in every rollup",
               _NOT_ADOPTED.format(int="INTEGER"), _NOT_ADOPTED.format(int="BIGINT")),
 )
