@@ -17,6 +17,7 @@ from .api.errors import validation_error
 from .api.limits import BodyLimitMiddleware
 from .api.routes import api_router
 from .config import HubSettings
+from .phone import web as phone
 from .store import HubStore, open_store
 from .web import mount_web
 from .workdays import WorkCalendar
@@ -43,19 +44,24 @@ def create_app(settings: HubSettings, *, on_ready: Callable[[], None] | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await open_store(settings)
+        store.case_calendar = calendar  # bad-review deadlines count the hub's working days
         app.state.store = store
         job = None
         if settings.defaults_interval_s > 0:
             job = asyncio.create_task(_default_job(store, calendar, settings))
+        case_job = None
+        if settings.case_reminders_interval_s > 0:
+            case_job = asyncio.create_task(_case_reminder_job(store, settings))
         try:
             if on_ready is not None:
                 on_ready()
             yield
         finally:
-            if job is not None:
-                job.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await job
+            for task in (job, case_job):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             checker = getattr(app.state, "ledger_checker", None)
             if checker is not None:
                 await checker.stop()  # a verification running for the dashboard
@@ -69,6 +75,7 @@ def create_app(settings: HubSettings, *, on_ready: Callable[[], None] | None = N
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.include_router(api_router)
     mount_web(app)  # the pages for people: sign-in, layout, error pages (hub/web)
+    phone.install(app, settings, calendar)  # GET/POST /r/{token}: the phone rating page (docs/phone.md)
     return app
 
 
@@ -83,3 +90,17 @@ async def _default_job(store: HubStore, calendar: WorkCalendar, settings: HubSet
         except Exception:
             log.exception("default-rating job failed; next try in %.0f s", settings.defaults_interval_s)
         await asyncio.sleep(settings.defaults_interval_s)
+
+
+async def _case_reminder_job(store: HubStore, settings: HubSettings) -> None:
+    """Write the reminders of bad-review cases due by now, every `case_reminders_interval_s`
+    (hub/cases.py): idempotent, each reminder once; a failed run is logged and tried again."""
+    while True:
+        try:
+            written = await store.run_case_reminders()
+            if written:
+                logging.getLogger("hub.cases").info("case reminders: %d new", written)
+        except Exception:
+            logging.getLogger("hub.cases").exception(
+                "case reminder job failed; next try in %.0f s", settings.case_reminders_interval_s)
+        await asyncio.sleep(settings.case_reminders_interval_s)

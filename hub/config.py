@@ -41,9 +41,13 @@ class HubSettings(BaseSettings):
                                        description="run the default-rating job this often; 0: never")
     defaults_lookback_days: int = Field(default=90, ge=1, le=3660,
                                         description="services stored longer ago are not looked at again")
+    phone_key_file: Path | None = Field(default=None, description="keys that seal raters' names and phone "
+                                        "numbers (docs/phone.md, 'Keys'); none: the phone page asks for neither")
     public_staff_results: bool = Field(default=True, description="the public results page lists each staff id's "
                                        "evaluation rate and satisfaction (seed 001 posts them monthly); "
                                        "false: halls and units only (docs/dashboard.md)")
+    case_reminders_interval_s: float = Field(default=300.0, ge=0,
+                                             description="write bad-review case reminders this often; 0: never")
 
     # accounts (docs/accounts.md)
     session_idle_s: float = Field(default=1800.0, ge=1, description="a session unused this long ends")

@@ -46,9 +46,11 @@ from hcp.protocol import LEVELS
 
 if TYPE_CHECKING:
     from .store.base import StoredRating
+    from .store.phone_sql import StoredPhoneRating
 
 BEIJING = timezone(timedelta(hours=8), "CST")  # 北京时间, the platforms' wall clock
 DEFAULT_SCORE = 3  # an unrated service defaults to 基本满意 (DOMAIN.md, every seed)
+MAX_EVALUATIONS = 99  # 表 9 评价次数: n..2
 AREA_CODE_LEN = (6, 12)  # 行政区划代码: 6 digits (county, GB/T 2260) up to 12 (village, statistics)
 
 Value = str | int | None
@@ -81,7 +83,11 @@ class ExportRecord:
     digits); the binding's `case_no` (办件编号), `matter_code` (事项编码), `unit` (受理部门 name)
     and `staff_id` are None for an unbound rating. `comment` is the rater's text (phone ratings).
     `by_phone`: rated on the phone page; `is_default`: the system's default rating of an unrated
-    service (score 3); `corrects`: the id of what this record corrects or fills in, if anything.
+    service (score 3); `corrects`: the id of what this record corrects or fills in, if anything
+    (for a further evaluation of a service: the overall rating it follows). `evaluation_number`:
+    评价次数, 1 for a service's overall rating, 2 for a phone follow-up (追加评价) or a phone
+    supplementary rating a counter rating replaced (docs/phone.md); a further evaluation carries
+    the service's overall rating as its `score` (the platforms want a level on every row).
     """
 
     rating_id: str
@@ -96,6 +102,7 @@ class ExportRecord:
     by_phone: bool = False
     is_default: bool = False
     corrects: str | None = None
+    evaluation_number: int = 1
 
     def __post_init__(self) -> None:
         rid = self.rating_id if isinstance(self.rating_id, str) else repr(self.rating_id)
@@ -123,6 +130,11 @@ class ExportRecord:
                 raise ExportError(rid, name, f"{getattr(self, name)!r} is not a boolean")
         if self.by_phone and self.is_default:
             raise ExportError(rid, "is_default", "a default rating is not a phone rating")
+        if type(self.evaluation_number) is not int or not 1 <= self.evaluation_number <= MAX_EVALUATIONS:
+            raise ExportError(rid, "evaluation_number", f"{self.evaluation_number!r} is not an integer "
+                              f"1..{MAX_EVALUATIONS}")
+        if self.evaluation_number > 1 and not self.by_phone:
+            raise ExportError(rid, "evaluation_number", "only a phone rating follows a service's overall rating")
         if self.is_default and self.score != DEFAULT_SCORE:
             raise ExportError(rid, "score",
                               f"a default rating is {DEFAULT_SCORE} (基本满意), not {self.score}")
@@ -142,6 +154,26 @@ class ExportRecord:
         return cls(rating_id=rating.id, score=rating.score, rated_at=rated_at, area_code=area_code,
                    case_no=rating.case_no, matter_code=rating.matter_code, unit=rating.unit,
                    staff_id=rating.staff_id, is_default=is_default, corrects=corrects)
+
+
+    @classmethod
+    def from_phone(cls, rating: StoredPhoneRating, *, area_code: str) -> ExportRecord:
+        """A phone rating (docs/phone.md): channel 二维码, its text, the time it was given. A
+        supplementary rating that counts is the service's overall rating (评价次数 1); a follow-up,
+        or a supplementary rating a counter rating replaced, follows the service's overall rating:
+        its level is that one's, `corrects` names it, 评价次数 2 or 3."""
+        try:
+            rated_at = datetime.fromisoformat(rating.submitted_at)
+        except (TypeError, ValueError):
+            raise ExportError(rating.id, "submitted_at", f"{rating.submitted_at!r} is not ISO 8601") from None
+        score = rating.score if rating.counted else rating.overall
+        if score is None:
+            raise ExportError(rating.id, "score", "follows no overall rating")
+        return cls(rating_id=rating.id, score=score, rated_at=rated_at, area_code=area_code,
+                   case_no=rating.case_no, matter_code=rating.service_matter_code, unit=rating.service_unit,
+                   staff_id=rating.service_staff_id, comment=rating.comment, by_phone=True,
+                   corrects=None if rating.counted else rating.overall_id,
+                   evaluation_number=rating.evaluation_number)
 
 
 def _check_text(record: str, field: str, value: str) -> None:
@@ -194,7 +226,8 @@ def gbt39046_row(rec: ExportRecord) -> dict[str, Value]:
     channel = (GBT_CHANNEL_DEFAULT if rec.is_default else
                GBT_CHANNEL_PHONE if rec.by_phone else GBT_CHANNEL_HALL_DEVICE)
     values: tuple[Value, ...] = (
-        rec.case_no, channel, None, rec.rated_at.astimezone(BEIJING).strftime("%Y%m%dT%H%M%S"), 1,
+        rec.case_no, channel, None, rec.rated_at.astimezone(BEIJING).strftime("%Y%m%dT%H%M%S"),
+        rec.evaluation_number,
         LEVELS[rec.score], gbt_satisfaction_code(rec.score), rec.comment, rec.area_code,
         rec.rating_id, rec.corrects)
     return dict(zip(GBT39046_COLUMNS, values, strict=True))
@@ -213,7 +246,7 @@ def provincial_row(rec: ExportRecord) -> dict[str, Value]:
     pf = PF_DEFAULT if rec.is_default else PF_PHONE if rec.by_phone else PF_HALL_DEVICE
     values: tuple[Value, ...] = (
         rec.case_no, rec.matter_code, rec.area_code, rec.unit, pf, str(rec.score), rec.comment,
-        rec.rated_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"), "1",
+        rec.rated_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"), str(rec.evaluation_number),
         rec.rating_id, rec.staff_id, rec.corrects)
     return dict(zip(PROVINCIAL_COLUMNS, values, strict=True))
 

@@ -1,10 +1,11 @@
 """The tamper-evident ledger: every record that counts (a rating, a service, a system default
-rating) gets one append-only ledger entry, hash-chained to the entry before it.
+rating, a phone rating) gets one append-only ledger entry, hash-chained to the entry before it.
 
 An entry is (seq, kind, hall, ref, digest, hash, at):
 - `seq` 1, 2, 3, ... with no gaps, in the order the records were stored;
 - `kind`, `hall` and `ref` name the record: `rating` (ref `device:n`), `service` (ref the service
-  id) and `default` (ref the service id it defaults);
+  id), `default` (ref the service id it defaults) and `phone` (ref `{service}:{kind}`, kind
+  `supplementary` or `followup`: docs/phone.md);
 - `digest` = SHA-256 of the record's canonical bytes (`canonical`: the stored columns as JSON,
   keys sorted, no spaces, UTF-8), so the entry commits to every stored field;
 - `hash` = SHA-256 over the previous entry's hash and this entry's fields (`link`); the first
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GENESIS = "0" * 64
-KINDS = ("rating", "service", "default")
+KINDS = ("rating", "service", "default", "phone", "appeal")  # phone: docs/phone.md; appeal: hub/cases.py
 MAX_BREAKS = 20  # a verification lists this many problems, then only counts them
 
 

@@ -648,6 +648,220 @@ CREATE TABLE ledger_checks (
 """
 
 
+# The phone rating page (docs/phone.md): its ratings (a ledger kind of their own, `phone`), the
+# raters' sealed contact details beside them (outside the ledger: a key rotation seals them
+# again), and the page's daily counters (every unmasked read goes to audit_log, "accounts"). The ledger's CHECK on
+# `kind` must admit `phone`: PostgreSQL replaces the constraint; SQLite cannot alter a CHECK, and
+# copying the ledger into a new table took 166 s per million entries here, so its step is the
+# Python backfill "ledger_kinds" (store `_widen_ledger_kinds`): the CHECK in the table's stored
+# definition is rewritten in place, as SQLite documents for dropping or loosening a constraint
+# (lang_altertable.html, section 7; every stored row meets the wider one).
+_PHONE = """
+CREATE TABLE phone_ratings (
+    hall            TEXT NOT NULL,
+    service         TEXT NOT NULL,        -- the token's svc: the gateway's service id
+    kind            TEXT NOT NULL CHECK (kind IN ('supplementary', 'followup')),
+    window_id       TEXT NOT NULL,        -- the service's window (the token's until the service came)
+    score           {int} CHECK (score BETWEEN 1 AND 5),           -- overall: supplementary only
+    business_score  {int} CHECK (business_score BETWEEN 1 AND 5),  -- 业务评价
+    service_score   {int} CHECK (service_score BETWEEN 1 AND 5),   -- 服务评价
+    tags            TEXT NOT NULL,        -- JSON array of tag codes (hub/phone/form.py)
+    comment         TEXT,
+    has_contact     BOOLEAN NOT NULL,     -- a sealed name or number is in phone_contacts
+    staff_id        TEXT,                 -- the service's, if it was at the hub when rated
+    matter_code     TEXT,
+    unit            TEXT,
+    lang            TEXT NOT NULL,        -- the page's language
+    token_exp       {int} NOT NULL,
+    nonce           TEXT NOT NULL,        -- the form's: a repeat of the same form is this row
+    submitted_at    TEXT NOT NULL,        -- hub time, UTC
+    PRIMARY KEY (hall, service, kind),
+    CHECK ((kind = 'supplementary') = (score IS NOT NULL))
+);
+CREATE INDEX phone_ratings_submitted ON phone_ratings (hall, submitted_at);
+
+CREATE TABLE phone_contacts (
+    hall          TEXT NOT NULL,
+    service       TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    name_sealed   TEXT,                   -- AES-256-GCM, `kid:base64` (hub/phone/crypto.py)
+    phone_sealed  TEXT,
+    key_id        TEXT NOT NULL,          -- the key both are sealed with
+    sealed_at     TEXT NOT NULL,
+    PRIMARY KEY (hall, service, kind),
+    FOREIGN KEY (hall, service, kind) REFERENCES phone_ratings (hall, service, kind),
+    CHECK (name_sealed IS NOT NULL OR phone_sealed IS NOT NULL)
+);
+CREATE INDEX phone_contacts_key ON phone_contacts (key_id);
+
+CREATE TABLE phone_counts (
+    day   TEXT NOT NULL,                  -- YYYY-MM-DD in China
+    hall  TEXT NOT NULL,                  -- '' when the token named none that could be read
+    what  TEXT NOT NULL,
+    n     {int} NOT NULL,
+    PRIMARY KEY (day, hall, what)
+);
+{ledger}"""
+_SQLITE_PHONE = _PHONE.format(int="INTEGER", ledger="")
+_PG_PHONE = _PHONE.format(int="BIGINT", ledger="""
+ALTER TABLE ledger DROP CONSTRAINT ledger_kind_check;
+ALTER TABLE ledger ADD CONSTRAINT ledger_kind_check CHECK (kind IN ('rating', 'service', 'default', 'phone'));
+""")
+
+
+# Bad-review cases (hub/cases.py; docs/cases.md): one per bad rating, opened in the transaction that
+# stores it; its history (case_events), the calls to the rater (case_callbacks), the reminders the
+# periodic job wrote (case_reminders, one per case, step, kind and deadline), each region's limits
+# (case_rules), and appeal decisions, each a record of its own in the ledger that points at the
+# rating (kind `appeal`). The ledger's CHECK on `kind` goes: each new kind of record would otherwise
+# rebuild the ledger table on SQLite (which cannot alter a CHECK); hub/ledger.py's KINDS is the check,
+# and verification reports an entry of a kind nobody stores as `record_missing`. Times are UTC ISO
+# text in one format (hub.cases.iso), so text order is time order in SQL.
+_CASES = """
+CREATE TABLE case_rules (
+    region        TEXT PRIMARY KEY REFERENCES regions (region),
+    rules         TEXT NOT NULL,                 -- JSON: hub.cases.CaseRules
+    updated_at    TEXT NOT NULL,
+    updated_by    TEXT NOT NULL
+);
+
+CREATE TABLE cases (
+    id            {id},
+    hall          TEXT NOT NULL,
+    region        TEXT,                          -- the hall's region when opened (scope)
+    unit          TEXT,                          -- routed to (NULL: unrouted, with the hall's operators)
+    source_unit   TEXT,                          -- the binding's unit, as rated (never changes)
+    window_id     TEXT,
+    staff_id      TEXT,
+    matter_code   TEXT,
+    service       TEXT,
+    case_no       TEXT,
+    rating_kind   TEXT NOT NULL,                 -- the rating as the ledger names it: kind and ref
+    rating_ref    TEXT NOT NULL,
+    score         {int} NOT NULL CHECK (score IN (1, 2)),
+    rated_at      TEXT NOT NULL,                 -- as the rating carries it (with its offset)
+    real_name     BOOLEAN NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('unrouted', 'new', 'contacted', 'rectifying', 'ledger',
+                      'rectified', 'explained', 'feedback', 'closed', 'appealed', 'verified', 'not_adopted')),
+    appeal_from   TEXT,
+    appellant     TEXT,
+    rules         TEXT NOT NULL,                 -- the rules applied (JSON)
+    rules_source  TEXT NOT NULL CHECK (rules_source IN ('region', 'default')),
+    opened_at     TEXT NOT NULL,
+    route_due     TEXT,
+    contact_due   TEXT,
+    fix_due       TEXT,
+    ledger_due    TEXT,                          -- the latest a ledger date may be
+    ledger_until  TEXT,                          -- the ledger date set (the fix deadline from then on)
+    feedback_due  TEXT,
+    estimated     BOOLEAN NOT NULL,              -- a working day was guessed (no holiday data)
+    routed_at     TEXT,
+    contacted_at  TEXT,
+    fixed_at      TEXT,
+    fix_kind      TEXT CHECK (fix_kind IN ('rectified', 'explained')),
+    feedback_at   TEXT,
+    closed_at     TEXT,
+    decided_at    TEXT,
+    last_satisfaction TEXT,
+    updated_at    TEXT NOT NULL,
+    UNIQUE (rating_kind, rating_ref)
+);
+CREATE INDEX cases_unit ON cases (unit, id);
+CREATE INDEX cases_hall ON cases (hall, id);
+CREATE INDEX cases_opened ON cases (opened_at);
+CREATE INDEX cases_open ON cases (state, id) WHERE state NOT IN ('closed', 'not_adopted');
+
+CREATE TABLE case_events (
+    id            {id},
+    case_id       {int} NOT NULL REFERENCES cases (id),
+    at            TEXT NOT NULL,
+    actor         TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    from_state    TEXT,
+    to_state      TEXT NOT NULL,
+    detail        TEXT NOT NULL                  -- JSON object
+);
+CREATE INDEX case_events_case ON case_events (case_id, id);
+
+CREATE TABLE case_callbacks (
+    id            {id},
+    case_id       {int} NOT NULL REFERENCES cases (id),
+    at            TEXT NOT NULL,                 -- when the call was made, as given
+    recorded_at   TEXT NOT NULL,
+    actor         TEXT NOT NULL,
+    purpose       TEXT NOT NULL,
+    channel       TEXT NOT NULL,
+    outcome       TEXT NOT NULL,
+    satisfaction  TEXT,
+    note          TEXT
+);
+CREATE INDEX case_callbacks_case ON case_callbacks (case_id, id);
+
+CREATE TABLE case_reminders (
+    case_id       {int} NOT NULL REFERENCES cases (id),
+    deadline      TEXT NOT NULL,                 -- route | contact | fix | feedback
+    kind          TEXT NOT NULL CHECK (kind IN ('due_soon', 'overdue')),
+    due_at        TEXT NOT NULL,
+    hall          TEXT NOT NULL,
+    unit          TEXT,
+    at            TEXT NOT NULL,
+    PRIMARY KEY (case_id, deadline, kind, due_at)
+);
+CREATE INDEX case_reminders_at ON case_reminders (at);
+
+CREATE TABLE appeal_decisions (
+    hall          TEXT NOT NULL,
+    ref           TEXT NOT NULL,                 -- rating_kind:rating_ref (the ledger entry's ref)
+    case_id       {int} NOT NULL REFERENCES cases (id),
+    rating_kind   TEXT NOT NULL,
+    rating_ref    TEXT NOT NULL,
+    rating_seq    {int},                         -- the rating's ledger entry
+    outcome       TEXT NOT NULL CHECK (outcome IN ('upheld', 'not_adopted')),
+    reason        TEXT,
+    appellant     TEXT NOT NULL,
+    appeal_note   TEXT,
+    verified_by   TEXT NOT NULL,
+    method        TEXT NOT NULL,
+    verify_note   TEXT,
+    decided_by    TEXT NOT NULL,
+    decided_at    TEXT NOT NULL,
+    note          TEXT,
+    stats_day     TEXT NOT NULL,                 -- the statistics key the rating is counted under
+    stats_window  TEXT NOT NULL,
+    stats_staff   TEXT NOT NULL,
+    stats_matter  TEXT NOT NULL,
+    stats_unit    TEXT NOT NULL,
+    PRIMARY KEY (hall, ref)
+);
+{ledger}"""
+_SQLITE_CASES = _CASES.format(id="INTEGER PRIMARY KEY AUTOINCREMENT", int="INTEGER", ledger="""
+CREATE TABLE ledger_any_kind (
+    seq     BIGINT PRIMARY KEY CHECK (seq >= 1),
+    kind    TEXT NOT NULL,
+    hall    TEXT NOT NULL,
+    ref     TEXT NOT NULL,
+    digest  TEXT NOT NULL,
+    hash    TEXT NOT NULL,
+    at      TEXT NOT NULL,
+    UNIQUE (kind, hall, ref)
+);
+INSERT INTO ledger_any_kind (seq, kind, hall, ref, digest, hash, at)
+    SELECT seq, kind, hall, ref, digest, hash, at FROM ledger ORDER BY seq;
+DROP TABLE ledger;
+ALTER TABLE ledger_any_kind RENAME TO ledger;
+""")
+_PG_CASES = _CASES.format(id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", int="BIGINT", ledger="""
+ALTER TABLE ledger DROP CONSTRAINT ledger_kind_check;
+""")
+
+
+# Statistics: the ratings an appeal decided not to adopt (hub/stats.py `not_adopted`), a counter in
+# every rollup. None exists before the cases migration, so 0 is exact and nothing is rebuilt.
+_NOT_ADOPTED = "".join(f"ALTER TABLE {table} ADD COLUMN not_adopted {{int}} NOT NULL DEFAULT 0;\n"
+                       for table in ("stats_fine", "stats_hall", "stats_window", "stats_staff",
+                                     "stats_matter", "stats_unit"))
+
 # ---------------------------------------------------------------------------- the list
 
 
@@ -659,7 +873,8 @@ class Migration:
     sqlite: str
     postgres: str
     # a step in Python after the SQL, in the same transaction, for what SQL cannot compute:
-    # "ledger" chains every record stored before the ledger existed (store `_backfill_ledger`)
+    # "ledger" chains every record stored before the ledger existed (store `_backfill_ledger`);
+    # "ledger_kinds" (SQLite only) lets the ledger's CHECK admit every kind of hub.ledger.KINDS
     backfill: str | None = None
 
 
@@ -682,6 +897,12 @@ MIGRATIONS: tuple[Migration, ...] = (
               _LEDGER_CHECKS.format(id="INTEGER PRIMARY KEY", bool="INTEGER", int="INTEGER"),
               _LEDGER_CHECKS.format(id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", bool="BOOLEAN",
                                     int="BIGINT")),
+    Migration("the phone rating page: phone_ratings, phone_contacts (sealed), phone_counts; "
+              "ledger kind 'phone'", _SQLITE_PHONE, _PG_PHONE, backfill="ledger_kinds"),
+    Migration("bad-review cases: cases, case_events, case_callbacks, case_reminders, case_rules, "
+              "appeal_decisions; the ledger takes any kind", _SQLITE_CASES, _PG_CASES),
+    Migration("statistics: not_adopted (ratings an appeal did not adopt) in every rollup",
+              _NOT_ADOPTED.format(int="INTEGER"), _NOT_ADOPTED.format(int="BIGINT")),
 )
 SCHEMA_VERSION = len(MIGRATIONS)  # the newest version this code knows
 

@@ -20,6 +20,14 @@ always equal a recount of the raw tables.
 - defaulted: finished services with a system default rating (`default_ratings`), likewise.
 - rated_or_default: finished services rated or defaulted (each once: a rating that arrives after
   the service's default does not count it again).
+- A phone supplementary rating (补充评价, docs/phone.md) counts as a rating (its score, on the day it
+  was given, under the service's window, staff, matter and unit as far as the hub knew them then)
+  and rates its service, as long as the service has no counter rating: a counter rating that
+  arrives later takes its place (its score is taken out of the day it was counted on; the service
+  stays rated once). Phone follow-ups (追加评价) carry no overall rating and count nothing.
+- not_adopted: bad ratings an appeal decided not to adopt (误评, 恶意差评; hub/cases.py), on the
+  rating's day and dimensions, counted when the decision is stored. The rating stays in every
+  other counter (it was given, and its service is rated); satisfaction leaves it out.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ PERIODS = ("day", "month")
 GROUPS = ("region", "hall", "window", "staff", "matter", "unit")
 
 COUNTERS = ("services", "no_shows", "rated", "rated_or_default", "defaulted",
-            "score1", "score2", "score3", "score4", "score5", "unbound")
+            "score1", "score2", "score3", "score4", "score5", "unbound", "not_adopted")
 _AT = {name: i for i, name in enumerate(COUNTERS)}
 _SCORE = {score: _AT[f"score{score}"] for score in range(1, 6)}
 _BAD_AT = tuple(sorted(s - 1 for s in BAD_SCORES))  # their places in Figures.scores
@@ -139,6 +147,13 @@ class Deltas:
         if not bound:
             row[_AT["unbound"]] += 1
 
+    def remove_score(self, key: FineKey, score: int) -> None:
+        """Take back a counted bound rating (a phone supplementary rating its counter rating replaced)."""
+        row = self.counts.get(key)
+        if row is None:
+            row = self.counts[key] = [0] * len(COUNTERS)
+        row[_SCORE[score]] -= 1
+
     def __bool__(self) -> bool:
         return bool(self.counts)
 
@@ -201,7 +216,11 @@ class Stored:
 
     services: Mapping[str, ServiceFacts] = field(default_factory=dict)  # stored ones only
     rated: set[str] = field(default_factory=set)  # ids with a bound rating stored before the batch
+    # (or a phone supplementary rating)
     defaulted: set[str] = field(default_factory=set)  # ids with a system default
+    # ids with a phone supplementary rating that still counts (no counter rating yet): where it
+    # was counted and its score
+    phone: Mapping[str, tuple[FineKey, int]] = field(default_factory=dict)
 
 
 def needed(plan: IngestPlan) -> tuple[set[str], set[str]]:
@@ -225,6 +244,9 @@ def ingest_deltas(hall: str, plan: IngestPlan, stored: Stored) -> Deltas:
             key = (hall, day, b.window, _dim(b.staff_id), _dim(b.matter_code), _dim(b.unit))
             bound_now.add(b.service)
         deltas.add_score(key, item.rating.score, b is not None)
+    for sid in sorted(bound_now & stored.phone.keys()):  # the counter rating replaces it
+        phone_key, phone_score = stored.phone[sid]
+        deltas.remove_score(phone_key, phone_score)
     new = {s.id: ServiceFacts.of(s) for s in plan.services}
     for facts in new.values():
         if facts.counter is not None:
@@ -254,6 +276,18 @@ def default_deltas(defaults: Iterable[tuple[str, ServiceFacts, bool]]) -> Deltas
     return deltas
 
 
+def phone_deltas(key: FineKey, score: int, hall: str, service: ServiceFacts | None) -> Deltas:
+    """The counters a new phone supplementary rating adds: its score at `key`, and its service
+    (if it has reached the hub and was finished) rated. The page stores one only for a service
+    with no rating and no default, so the service is counted rated here for the first time."""
+    deltas = Deltas()
+    deltas.add_score(key, score, True)
+    if service is not None and service.finished:
+        deltas.add(service.key(hall), "rated")
+        deltas.add(service.key(hall), "rated_or_default")
+    return deltas
+
+
 class Tally(Deltas):
     """Every counter recounted from the raw records, fed in chunks (the rebuild)."""
 
@@ -279,6 +313,12 @@ class Tally(Deltas):
                 if rated or defaulted:
                     self.add(key, "rated_or_default")
 
+    def add_not_adopted(self, rows: Iterable[tuple]) -> None:
+        """Rows of (hall, day, window, staff, matter, unit): the statistics key of each rating an
+        appeal decided not to adopt (appeal_decisions.stats_*)."""
+        for key in rows:
+            self.add(tuple(key), "not_adopted")  # type: ignore[arg-type]
+
 
 # ---------------------------------------------------------------------------- figures
 
@@ -298,6 +338,7 @@ class Figures:
     defaulted: int = 0
     scores: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)  # score 1 .. score 5
     unbound: int = 0
+    not_adopted: int = 0  # bad ratings an appeal decided not to adopt: out of satisfaction
     ratings: int = field(init=False, repr=False, compare=False)
     bad: int = field(init=False, repr=False, compare=False)  # 差评: scores 1 and 2
 
@@ -309,14 +350,14 @@ class Figures:
     def of(cls, counters: Iterable[int]) -> Figures:
         """From counters in COUNTERS order."""
         c = counters if isinstance(counters, Sequence) else list(counters)
-        return cls(c[0], c[1], c[2], c[3], c[4], (c[5], c[6], c[7], c[8], c[9]), c[10])  # type: ignore[arg-type]
+        return cls(c[0], c[1], c[2], c[3], c[4], (c[5], c[6], c[7], c[8], c[9]), c[10], c[11])  # type: ignore[arg-type]
 
     def __add__(self, other: Figures) -> Figures:
         return Figures(self.services + other.services, self.no_shows + other.no_shows,
                        self.rated + other.rated, self.rated_or_default + other.rated_or_default,
                        self.defaulted + other.defaulted,
                        tuple(a + b for a, b in zip(self.scores, other.scores, strict=True)),  # type: ignore[arg-type]
-                       self.unbound + other.unbound)
+                       self.unbound + other.unbound, self.not_adopted + other.not_adopted)
 
     @classmethod
     def total(cls, figures: Iterable[Figures]) -> Figures:
@@ -324,7 +365,7 @@ class Figures:
         sums = [0] * len(COUNTERS)
         for f in figures:
             for i, n in enumerate((f.services, f.no_shows, f.rated, f.rated_or_default, f.defaulted,
-                                   *f.scores, f.unbound)):
+                                   *f.scores, f.unbound, f.not_adopted)):
                 sums[i] += n
         return cls.of(sums)
 
@@ -344,13 +385,13 @@ class Figures:
 
     @property
     def satisfaction(self) -> float | None:
-        """好评 / ratings."""
-        return _ratio(self.good, self.ratings)
+        """好评 / ratings, leaving out the bad ratings not adopted on appeal (误评, 恶意差评)."""
+        return _ratio(self.good, self.ratings - self.not_adopted)
 
     @property
     def satisfaction_with_defaults(self) -> float | None:
         """Each system default counts as one more 基本满意 rating."""
-        return _ratio(self.good + self.defaulted, self.ratings + self.defaulted)
+        return _ratio(self.good + self.defaulted, self.ratings - self.not_adopted + self.defaulted)
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from simulator.broker import Broker
+from tests.fixtures import ports
 
 pytest_plugins = [p for p in ("tests.fixtures.device", "tests.fixtures.hub", "tests.fixtures.gateway",
                                 "tests.fixtures.postgres")
@@ -20,6 +22,31 @@ pytest_plugins = [p for p in ("tests.fixtures.device", "tests.fixtures.hub", "te
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors"
+
+
+WORKERS_ENV = "HCP_TEST_WORKERS"  # how many test processes `-n auto` starts (tests/README.md)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    ports.install()  # servers' ports from this process's own block (tests/fixtures/ports.py)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (in pyproject's addopts): HCP_TEST_WORKERS if set, else two per core, at least 4.
+    Most tests wait on other processes (Mosquitto, MicroPython, the hub, a gateway) far more
+    than they compute, so more workers than cores pays off (tests/README.md has the figures)."""
+    if os.environ.get(WORKERS_ENV):
+        return int(os.environ[WORKERS_ENV])
+    return max(4, 2 * (os.cpu_count() or 1))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In parallel runs, the tests marked `slow` first: started early, the longest ones run beside
+    the many short ones instead of after them (with `--maxschedchunk 1` in addopts, each worker takes
+    the next test when it is free). Otherwise the order stays as collected."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
 
 
 @pytest.fixture

@@ -519,7 +519,9 @@ class StatsFigures(BaseModel):
     defaulted: int = Field(description="services delivered that got a system default (基本满意)")
     evaluation_rate: float | None = Field(description="评价率: rated_services / services; null without services")
     evaluation_rate_with_defaults: float | None = Field(description="rated_services_with_defaults / services")
-    satisfaction: float | None = Field(description="(ratings - bad) / ratings; null without ratings")
+    not_adopted: int = Field(description="bad ratings an appeal decided not to adopt (误评, 恶意差评): still "
+                                         "in ratings, scores and bad, left out of satisfaction")
+    satisfaction: float | None = Field(description="(ratings - bad) / (ratings - not_adopted); null without ratings")
     satisfaction_with_defaults: float | None = Field(
         description="each default counted as one more 基本满意 rating")
 
@@ -556,6 +558,7 @@ def stats_figures(f: Figures) -> dict[str, Any]:
     s1, s2, s3, s4, s5 = f.scores
     return {"services": f.services, "no_shows": f.no_shows, "ratings": f.ratings,
             "scores": {"5": s5, "4": s4, "3": s3, "2": s2, "1": s1}, "bad": f.bad, "unbound": f.unbound,
+            "not_adopted": f.not_adopted,
             "rated_services": f.rated, "rated_services_with_defaults": f.rated_or_default,
             "defaulted": f.defaulted, "evaluation_rate": f.evaluation_rate,
             "evaluation_rate_with_defaults": f.evaluation_rate_with_defaults,

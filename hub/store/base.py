@@ -23,6 +23,7 @@ from ..ingest import ItemResult, ParsedItem, parse_item
 from ..ledger import MAX_BREAKS, Entry, Head, Verification, Verifier
 from ..stats import Rebuilt, StatsQuery, StatsRow
 from ..workdays import WorkCalendar
+from .cases_sql import CaseStore
 
 
 class KeyIdCollision(Exception):
@@ -238,7 +239,7 @@ class DeviceGaps:
     since: str
 
 
-class HubStore(ABC):
+class HubStore(CaseStore, ABC):
     """Storage for gateways, devices and their keys, services, ratings, the gateways' device health
     snapshots and device alerts, rejections and the hub's own alerts."""
 
@@ -465,6 +466,7 @@ class HubStore(ABC):
             if not entries:
                 break
             records = await self._ledger_records(entries)
+            records.update(await self._appeal_ledger_records(entries))
             for e in entries:
                 verifier.feed(e, records.get((e.kind, e.hall, e.ref)))
             after = entries[-1].seq
@@ -498,6 +500,99 @@ class HubStore(ABC):
         """Recount every rollup from the raw ratings, services and defaults, in one transaction
         (after a restore; run at start-up when a migration asks for it). Ingest of ratings and
         services waits meanwhile; reads see the old rollups until it commits."""
+
+    # ------------------------------------------------------------------------ the phone page (docs/phone.md)
+
+    async def _phone_ledger_records(self, entries: Sequence[Entry]) -> dict[tuple[str, str, str], dict]:
+        """The phone ratings `entries` name, as stored now, as `_ledger_records` gives them."""
+        wanted: dict[str, set[str]] = {}
+        for e in entries:
+            if e.kind == "phone" and (ref := phone_sql.parse_ledger_ref(e.ref)) is not None:
+                wanted.setdefault(e.hall, set()).add(ref[0])
+        found: dict[tuple[str, str, str], dict] = {}
+        for hall, services in wanted.items():
+            ordered = sorted(services)
+            for start in range(0, len(ordered), 400):
+                chunk = ordered[start:start + 400]
+                marks = ", ".join([self.param] * len(chunk))
+                for row in await self._rows(f"SELECT {phone_sql.PHONE_COLUMNS} FROM phone_ratings "
+                                            f"WHERE hall = {self.param} AND service IN ({marks})", [hall, *chunk]):
+                    record = phone_sql.record(row)
+                    found[("phone", hall, phone_sql.ledger_ref(record["service"], record["kind"]))] = record
+        return found
+
+    async def gateway_key(self, hall: str) -> bytes | None:
+        """The phone-token key of `hall`'s gateway, or None if no gateway is registered for it."""
+        rows = await self._rows(phone_sql.GATEWAY_KEY_SQL.format(p=self.param), (hall,))
+        return bytes.fromhex(rows[0][0]) if rows else None
+
+    async def hall_name(self, hall: str) -> str | None:
+        rows = await self._rows(phone_sql.HALL_NAME_SQL.format(p=self.param), (hall,))
+        return rows[0][0] if rows else None
+
+    async def phone_state(self, hall: str, service: str) -> phone_sql.PhoneState:
+        """What the hub holds about one service for the phone page: its phone ratings, its
+        counter rating (the first device rating bound to it), whether it was defaulted, and the
+        service itself once it has arrived."""
+        p, key = self.param, (hall, service)
+        return phone_sql.state(hall, service,
+                               await self._rows(phone_sql.STATE_RECORDS_SQL.format(p=p), key),
+                               await self._rows(phone_sql.STATE_COUNTER_SQL.format(p=p), key),
+                               await self._rows(phone_sql.STATE_DEFAULTED_SQL.format(p=p), key),
+                               await self._rows(phone_sql.STATE_SERVICE_SQL.format(p=p), key))
+
+    @abstractmethod
+    async def phone_submit(self, submission: phone_sql.PhoneSubmission) -> phone_sql.PhoneOutcome:
+        """In one write transaction: read the service's state, decide (hub/phone/rules.py), and
+        if it is to be stored: the phone rating, its sealed contact, its statistics (a
+        supplementary rating) and its ledger entry. On PostgreSQL it holds the writers' lock
+        (the ledger head), so ingest of a counter rating and the default job see it, or it them."""
+
+    async def phone_ratings(self, *, hall: str | None = None, service: str | None = None,
+                            kind: str | None = None, halls: Sequence[str] | None = None,
+                            unit: str | None = None, limit: int = 100) -> list[phone_sql.StoredPhoneRating]:
+        """Phone ratings, newest submitted first, with the overall rating each follows (sealed
+        contacts included: hub/phone/contacts.py masks or opens them). `halls`: only these (a
+        principal's scope); `unit`: only ratings of services of this unit."""
+        where, params = [], []
+        for column, value in (("x.hall", hall), ("x.service", service), ("x.kind", kind),
+                              ("COALESCE(x.unit, sv.unit)", unit)):
+            if value is not None:
+                where.append(f"{column} = {self.param}")
+                params.append(value)
+        if halls is not None:
+            where.append(f"x.hall IN ({', '.join([self.param] * len(halls))})" if halls else "1 = 0")
+            params.extend(halls)
+        rows = await self._rows(phone_sql.LIST_SQL + (" WHERE " + " AND ".join(where) if where else "")
+                                + f" ORDER BY x.submitted_at DESC, x.hall, x.service, x.kind LIMIT {self.param}",
+                                [*params, limit])
+        return [phone_sql.stored(row) for row in rows]
+
+    async def export_phone(self, hall: str, *, since: str, until: str) -> list[phone_sql.StoredPhoneRating]:
+        """`hall`'s phone ratings submitted in [since, until) (hub time, UTC ISO), oldest first."""
+        p = self.param
+        rows = await self._rows(phone_sql.LIST_SQL + f" WHERE x.hall = {p} AND x.submitted_at >= {p} "
+                                f"AND x.submitted_at < {p} ORDER BY x.submitted_at, x.service, x.kind",
+                                (hall, since, until))
+        return [phone_sql.stored(row) for row in rows]
+
+    @abstractmethod
+    async def phone_count(self, day: str, hall: str, what: str) -> None:
+        """Add one to the page's counter `what` of `hall` (or '') on China day `day`."""
+
+    async def phone_counts(self, first: str, last: str) -> list[tuple[str, str, str, int]]:
+        """(day, hall, what, n) for the China days first..last."""
+        return [tuple(row) for row in await self._rows(phone_sql.COUNTS_SQL.format(p=self.param), (first, last))]
+
+    @abstractmethod
+    async def phone_reseal(self, reseal: Any, current: str, limit: int = 500) -> int:
+        """Seal again, with key `current`, up to `limit` stored contacts sealed with another key:
+        `reseal(row)` gives a contact row's new (name_sealed, phone_sealed). One transaction;
+        -> how many were sealed again (0: none left)."""
+
+    async def phone_contact_keys(self) -> dict[str, int]:
+        """How many stored contacts each key id seals."""
+        return {kid: count for kid, count in await self._rows(phone_sql.CONTACT_KEYS_SQL)}
 
     @abstractmethod
     async def counts(self) -> dict[str, int]:
@@ -538,4 +633,4 @@ class HubStore(ABC):
 
 
 # last: tables.py builds rows and records from the dataclasses above (the shared SQL lives there)
-from . import dashboard_sql, tables  # noqa: E402
+from . import dashboard_sql, phone_sql, tables  # noqa: E402

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool
@@ -43,8 +44,10 @@ from ..ingest import DeviceAlertRow, DeviceKeys, IngestPlan, ItemResult, Lookups
 from ..gaps import GapBook
 from ..migrations import BACKFILLS, POSTGRES_MIGRATIONS, SCHEMA_VERSION_TABLE
 from ..stats import Rebuilt, StatsQuery, StatsRow
-from . import postgres_rollups, rollups, tables
+from . import cases_sql, postgres_rollups, rollups, tables
 from . import dashboard_sql
+from .postgres_phone import PostgresPhone
+from ..cases import sources_from_plan
 from .base import (
     AlertRecord,
     DeviceRecord,
@@ -70,6 +73,7 @@ CONNECT_TIMEOUT_S = 10  # an unreachable server fails the start with libpq's rea
 MAX_ATTEMPTS = 5  # an ingest batch that loses this many races in a row fails (the gateway retries)
 RETRY_PAUSE_S = 0.005  # times the attempt number: lets the winner of a race commit
 MIGRATION_LOCK = 0x6863_7068_7562  # "hcphub": advisory lock id, so two hubs starting at once migrate once
+T = TypeVar("T")
 RETRYABLE = (errors.UniqueViolation, errors.DeadlockDetected, errors.SerializationFailure)
 
 # Ingest look-ups, in the order a batch runs them. Each is driven by the batch's keys:
@@ -137,7 +141,7 @@ def _matches_nothing(params: Sequence[Any]) -> bool:
     return any(isinstance(value, str) and "\x00" in value for value in params)
 
 
-class PostgresStore(HubStore):
+class PostgresStore(PostgresPhone, HubStore):
     """`HubStore` on a PostgreSQL database (`dsn`: a libpq URL, `postgresql://user@host:port/db`).
 
     Tables go into the connection's current schema: `?options=-csearch_path%3Dname` picks another."""
@@ -358,6 +362,8 @@ class PostgresStore(HubStore):
         now = tables.now()
         await self._write_plan(conn, hall, plan, now, existing_alerts)
         await self._write_gaps(conn, plan, now)
+        await cases_sql.run_pg(conn, cases_sql.open_cases(  # a case for each bad rating (hub/cases.py)
+            sources_from_plan(plan), self.calendar_for_cases(), datetime.fromisoformat(now)))
         return plan.results
 
     async def _load_devices(self, conn: AsyncConnection, ids: set[str]) -> dict[str, DeviceKeys]:
@@ -503,7 +509,7 @@ class PostgresStore(HubStore):
             fresh = []
             for r in records:
                 (defaulted, rated), = await (await conn.execute(tables.DEFAULT_RECHECK_SQL.format(p="%s"),
-                                                                (r.hall, r.service, r.hall, r.service))).fetchall()
+                                                                (r.hall, r.service) * 3)).fetchall()
                 if not defaulted and not rated:
                     fresh.append(r)
             await postgres_rollups.count_defaults(conn, [(r.hall, r.service) for r in fresh])
@@ -540,6 +546,7 @@ class PostgresStore(HubStore):
                     f"JOIN {table} t ON t.hall = k.hall AND t.{id_column} = k.id", (halls, ids)):
                 record = to_record(row)
                 found[(kind, record["hall"], record[id_column])] = record
+        found.update(await self._phone_ledger_records(entries))
         return found
 
     # ------------------------------------------------------------------------ counter gaps
@@ -711,3 +718,18 @@ class PostgresStore(HubStore):
             row = await (await conn.execute(dashboard_sql.insert_ledger_check_sql("%s"),
                                             check.insert_row())).fetchone()
         return dashboard_sql.ledger_check(row)
+
+    # ------------------------------------------------------------------------ bad-review cases
+
+    async def _case_tx(self, make: Callable[[], cases_sql.Tx[T]]) -> T:
+        """`make()`'s transaction; run again from the start after a lost race (as ingest)."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                async with self._transaction() as conn:
+                    return await cases_sql.run_pg(conn, make())
+            except RETRYABLE:
+                self.retries += 1
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                await asyncio.sleep(RETRY_PAUSE_S * attempt)
+        raise AssertionError("unreachable")

@@ -26,6 +26,8 @@ STORED_SERVICES = (f"SELECT {rollups.SERVICE_FACTS_COLUMNS} FROM services "
                    "WHERE hall = %s AND id = ANY(%s::text[])")
 RATED_SERVICES = "SELECT DISTINCT service FROM ratings WHERE hall = %s AND service = ANY(%s::text[])"
 DEFAULTED_SERVICES = "SELECT service FROM default_ratings WHERE hall = %s AND service = ANY(%s::text[])"
+RATED_BY_PHONE = rollups.RATED_BY_PHONE_SQL.format(p="%s", service_in="p.service = ANY(%s::text[])")
+PHONE_COUNTED = rollups.PHONE_COUNTED_SQL.format(p="%s", service_in="p.service = ANY(%s::text[])")
 
 
 async def lock_writers(conn: AsyncConnection) -> None:
@@ -68,9 +70,12 @@ async def count_ingest(conn: AsyncConnection, hall: str, plan: IngestPlan) -> No
         return
     await lock_writers(conn)
     load, touched = stats.needed(plan)
+    phone = (await (await conn.execute(PHONE_COUNTED, (hall, sorted(touched)))).fetchall()) if touched else []
     stored = stats.Stored(await _services(conn, hall, load),
-                          await _column(conn, RATED_SERVICES, hall, touched),
-                          await _column(conn, DEFAULTED_SERVICES, hall, touched))
+                          await _column(conn, RATED_SERVICES, hall, touched)
+                          | await _column(conn, RATED_BY_PHONE, hall, touched),
+                          await _column(conn, DEFAULTED_SERVICES, hall, touched),
+                          rollups.phone_counted(hall, phone))
     await write_deltas(conn, stats.ingest_deltas(hall, plan, stored))
 
 
@@ -108,7 +113,8 @@ async def rebuild(conn: AsyncConnection) -> stats.Rebuilt:
     tally = Tally()
     read = []
     for name, sql, feed in (("stats_ratings", rollups.REBUILD_RATINGS_SQL, tally.add_ratings),
-                            ("stats_services", rollups.REBUILD_SERVICES_SQL, tally.add_services)):
+                            ("stats_services", rollups.REBUILD_SERVICES_SQL, tally.add_services),
+                            ("stats_not_adopted", rollups.REBUILD_NOT_ADOPTED_SQL, tally.add_not_adopted)):
         count = 0
         async with conn.cursor(name=name) as cursor:  # server-side: streamed, not loaded whole
             await cursor.execute(sql)

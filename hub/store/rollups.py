@@ -25,14 +25,37 @@ ROLLUP_BATCH = 5000  # raw rows per fetch in a rebuild
 # What counting needs of a stored service (stats.ServiceFacts, in its field order).
 SERVICE_FACTS_COLUMNS = "id, window_id, staff_id, matter_code, unit, finished_at, outcome"
 
-# The rebuild's reads: every rating and every service, as stats.Tally takes them.
+# The rebuild's reads: every rating and every service, as stats.Tally takes them. A phone
+# supplementary rating is a bound rating while its service has no counter rating (stats.py).
+_PHONE_COUNTS = ("p.kind = 'supplementary' AND NOT EXISTS "
+                 "(SELECT 1 FROM ratings r WHERE r.hall = p.hall AND r.service = p.service)")
 REBUILD_RATINGS_SQL = ("SELECT hall, received_at, score, window_id, staff_id, matter_code, unit, "
-                       "service IS NOT NULL FROM ratings")
+                       "service IS NOT NULL FROM ratings UNION ALL "
+                       "SELECT p.hall, p.submitted_at, p.score, p.window_id, p.staff_id, p.matter_code, p.unit, "
+                       f"1 = 1 FROM phone_ratings p WHERE {_PHONE_COUNTS}")
+# ... and every rating an appeal decided not to adopt, by the key it is counted under
+REBUILD_NOT_ADOPTED_SQL = ("SELECT hall, stats_day, stats_window, stats_staff, stats_matter, stats_unit "
+                           "FROM appeal_decisions WHERE outcome = 'not_adopted'")
 REBUILD_SERVICES_SQL = (
     "SELECT s.hall, s.id, s.window_id, s.staff_id, s.matter_code, s.unit, s.finished_at, s.outcome, "
-    "EXISTS (SELECT 1 FROM ratings r WHERE r.hall = s.hall AND r.service = s.id), "
+    "EXISTS (SELECT 1 FROM ratings r WHERE r.hall = s.hall AND r.service = s.id) "
+    "OR EXISTS (SELECT 1 FROM phone_ratings p WHERE p.hall = s.hall AND p.service = s.id "
+    "AND p.kind = 'supplementary'), "
     "EXISTS (SELECT 1 FROM default_ratings d WHERE d.hall = s.hall AND d.service = s.id) "
     "FROM services s")
+# Ingest's look-ups by a list of service ids ({service_in}: the backend's test of p.service): the services
+# rated before the batch (bound ratings and phone supplementary ratings), and the phone
+# supplementary ratings that still count, which a counter rating in the batch replaces.
+RATED_BY_PHONE_SQL = ("SELECT p.service FROM phone_ratings p WHERE p.hall = {p} AND {service_in} "
+                      "AND p.kind = 'supplementary'")
+PHONE_COUNTED_SQL = ("SELECT p.service, p.submitted_at, p.window_id, p.staff_id, p.matter_code, p.unit, p.score "
+                     "FROM phone_ratings p WHERE p.hall = {p} AND {service_in} AND " + _PHONE_COUNTS)
+
+
+def phone_counted(hall: str, rows: Iterable[Sequence[Any]]) -> dict[str, tuple[stats.FineKey, int]]:
+    """Rows of PHONE_COUNTED_SQL as stats.Stored.phone."""
+    return {sid: ((hall, stats.china_day(at), window, stats._dim(staff), stats._dim(matter), stats._dim(unit)), score)
+            for sid, at, window, staff, matter, unit, score in rows}
 
 
 @cache

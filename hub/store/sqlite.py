@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
+from datetime import datetime
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -37,8 +39,10 @@ from ..ingest import (
 from ..gaps import GapBook
 from ..migrations import BACKFILLS, SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
 from ..stats import Rebuilt, StatsQuery, StatsRow
-from . import rollups, sqlite_rollups, tables
+from . import cases_sql, rollups, sqlite_rollups, tables
 from . import dashboard_sql
+from .sqlite_phone import SQLitePhone
+from ..cases import sources_from_plan
 from .base import (
     AlertRecord,
     DeviceRecord,
@@ -107,7 +111,28 @@ def _transaction(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connecti
     return result
 
 
-class SQLiteStore(HubStore):
+def _widen_ledger_kinds(conn: sqlite3.Connection) -> None:
+    """Let the ledger's CHECK on `kind` admit every kind of hub.ledger.KINDS, in the caller's
+    transaction, without copying the table: the CHECK in its stored definition is rewritten, as
+    SQLite documents for dropping or loosening a constraint (lang_altertable.html, section 7: edit
+    sqlite_schema with writable_schema on, then bump schema_version so every connection reloads
+    the schema). Every stored row meets the wider CHECK; nothing on disk depends on it."""
+    (sql,), = _fetch(conn, "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'ledger'")
+    kinds = ", ".join(f"'{kind}'" for kind in ledger.KINDS)
+    wider, replaced = re.subn(r"CHECK \(kind IN \([^)]*\)\)", f"CHECK (kind IN ({kinds}))", sql)
+    if replaced != 1:
+        raise RuntimeError(f"the ledger's definition has {replaced} kind CHECKs, not 1: {sql}")
+    (version,), = _fetch(conn, "PRAGMA schema_version")
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        conn.execute("UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = 'ledger'", (wider,))
+        conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+    conn.execute("SELECT 1 FROM ledger LIMIT 0")  # the schema reloads here: a definition that does not parse fails now
+
+
+class SQLiteStore(SQLitePhone, HubStore):
     """`HubStore` on one SQLite file (created with its folder if missing)."""
 
     param = "?"
@@ -171,6 +196,8 @@ class SQLiteStore(HubStore):
                 conn.execute(statement)
             if BACKFILLS.get(version) == "ledger":
                 self._backfill_ledger(conn)
+            elif BACKFILLS.get(version) == "ledger_kinds":
+                _widen_ledger_kinds(conn)
             conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
                          (version, tables.now()))
 
@@ -319,6 +346,7 @@ class SQLiteStore(HubStore):
 
     async def _ingest_parsed(self, hall: str, items: Sequence[ParsedItem]) -> list[ItemResult]:
         needed = lookups(items)
+        calendar = self.calendar_for_cases()
 
         def work(db: sqlite3.Connection) -> list[ItemResult]:
             devices = self._load_devices(db, needed.devices)
@@ -331,6 +359,8 @@ class SQLiteStore(HubStore):
             now = tables.now()
             self._write_plan(db, hall, plan, now)
             self._write_gaps(db, plan, now)
+            cases_sql.run_sqlite(db, cases_sql.open_cases(  # a case for each bad rating (hub/cases.py)
+                sources_from_plan(plan), calendar, datetime.fromisoformat(now)))
             return plan.results
 
         return await self._write(work)
@@ -483,6 +513,7 @@ class SQLiteStore(HubStore):
                     for row in await self._rows(sql + f"({','.join('?' * len(chunk))})", [hall, *chunk]):
                         record = to_record(row)
                         found[(kind, record["hall"], record.get("id", record.get("service")))] = record
+        found.update(await self._phone_ledger_records(entries))
         return found
 
     # ------------------------------------------------------------------------ default ratings
@@ -496,7 +527,7 @@ class SQLiteStore(HubStore):
             fresh = []
             for r in records:  # one writer: what this sees cannot change before COMMIT
                 (defaulted, rated), = _fetch(db, tables.DEFAULT_RECHECK_SQL.format(p="?"),
-                                             (r.hall, r.service, r.hall, r.service))
+                                             (r.hall, r.service) * 3)
                 if not defaulted and not rated:
                     fresh.append(r)
             if fresh:
@@ -687,3 +718,8 @@ class SQLiteStore(HubStore):
             rows = _fetch(conn, dashboard_sql.insert_ledger_check_sql("?"), check.insert_row())
             return dashboard_sql.ledger_check(rows[0])
         return await self._write(work)
+
+    # ------------------------------------------------------------------------ bad-review cases
+
+    async def _case_tx(self, make: Callable[[], cases_sql.Tx[T]]) -> T:
+        return await self._write(lambda conn: cases_sql.run_sqlite(conn, make()))

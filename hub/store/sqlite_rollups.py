@@ -16,6 +16,8 @@ from ..stats import Deltas, ServiceFacts, Tally
 from . import rollups
 
 LOOKUP_CHUNK = 400  # ids per IN (...) list, plus the hall: under SQLite's old limit of 999
+_PHONE_RATED = rollups.RATED_BY_PHONE_SQL.replace("{p}", "?").replace("{service_in}", "p.service IN ({ids})")
+_PHONE_COUNTED = rollups.PHONE_COUNTED_SQL.replace("{p}", "?").replace("{service_in}", "p.service IN ({ids})")
 
 
 def _by_ids(db: sqlite3.Connection, sql: str, hall: str, ids: set[str]) -> list[Any]:
@@ -35,8 +37,10 @@ def _stored(db: sqlite3.Connection, hall: str, load: set[str], touched: set[str]
                           hall, touched)
     defaulted = _by_ids(db, "SELECT service FROM default_ratings WHERE hall = ? AND service IN ({ids})",
                               hall, touched)
+    rated += _by_ids(db, _PHONE_RATED, hall, touched)
+    phone = rollups.phone_counted(hall, _by_ids(db, _PHONE_COUNTED, hall, touched))
     return stats.Stored({row[0]: rollups.facts(row) for row in services},
-                        {row[0] for row in rated}, {row[0] for row in defaulted})
+                        {row[0] for row in rated}, {row[0] for row in defaulted}, phone)
 
 
 def write_deltas(db: sqlite3.Connection, deltas: Deltas) -> None:
@@ -82,7 +86,8 @@ def rebuild(db: sqlite3.Connection) -> stats.Rebuilt:
     tally = Tally()
     read = []
     for sql, feed in ((rollups.REBUILD_RATINGS_SQL, tally.add_ratings),
-                      (rollups.REBUILD_SERVICES_SQL, tally.add_services)):
+                      (rollups.REBUILD_SERVICES_SQL, tally.add_services),
+                      (rollups.REBUILD_NOT_ADOPTED_SQL, tally.add_not_adopted)):
         count = 0
         cursor = db.execute(sql)
         while rows := cursor.fetchmany(rollups.ROLLUP_BATCH):

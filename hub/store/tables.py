@@ -165,8 +165,13 @@ UNLEDGERED_SQL = {
 }
 UNLEDGERED_SQL["default"] = ("SELECT {what} FROM default_ratings d WHERE NOT EXISTS (SELECT 1 FROM ledger l "
                              "WHERE l.kind = 'default' AND l.hall = d.hall AND l.ref = d.service){limit}")
+UNLEDGERED_SQL["appeal"] = ("SELECT {what} FROM appeal_decisions a WHERE NOT EXISTS (SELECT 1 FROM ledger l "
+                            "WHERE l.kind = 'appeal' AND l.hall = a.hall AND l.ref = a.ref){limit}")
 UNLEDGERED_REF = {"rating": "r.hall, r.device || ':' || r.n", "service": "s.hall, s.id",
-                  "default": "d.hall, d.service"}
+                  "default": "d.hall, d.service", "appeal": "a.hall, a.ref"}
+UNLEDGERED_SQL["phone"] = ("SELECT {what} FROM phone_ratings p WHERE NOT EXISTS (SELECT 1 FROM ledger l "
+                           "WHERE l.kind = 'phone' AND l.hall = p.hall AND l.ref = p.service || ':' || p.kind){limit}")
+UNLEDGERED_REF["phone"] = "p.hall, p.service || ':' || p.kind"
 
 # The default job's look-up (hub/defaults.py): finished services stored since {since}, with no
 # default and no bound rating, with their hall's region and rule. {p} is the backend's placeholder.
@@ -176,11 +181,16 @@ DEFAULT_CANDIDATES_SQL = (
     "WHERE s.ingested_at >= {p} AND s.outcome = 'finished' "
     "AND NOT EXISTS (SELECT 1 FROM default_ratings d WHERE d.hall = s.hall AND d.service = s.id) "
     "AND NOT EXISTS (SELECT 1 FROM ratings r WHERE r.hall = s.hall AND r.service = s.id) "
+    "AND NOT EXISTS (SELECT 1 FROM phone_ratings p WHERE p.hall = s.hall AND p.service = s.id "
+    "AND p.kind = 'supplementary') "
     "ORDER BY s.hall, s.id")
-# Re-checked in the write transaction, per service: (has a default, has a bound rating)
+# Re-checked in the write transaction, per service: (has a default, has a bound rating or a phone
+# supplementary rating); parameters (hall, service) three times
 DEFAULT_RECHECK_SQL = (
     "SELECT EXISTS (SELECT 1 FROM default_ratings d WHERE d.hall = {p} AND d.service = {p}), "
-    "EXISTS (SELECT 1 FROM ratings r WHERE r.hall = {p} AND r.service = {p})")
+    "EXISTS (SELECT 1 FROM ratings r WHERE r.hall = {p} AND r.service = {p}) "
+    "OR EXISTS (SELECT 1 FROM phone_ratings p WHERE p.hall = {p} AND p.service = {p} "
+    "AND p.kind = 'supplementary')")
 # A hub alert raised once per (kind, item_key): a job that runs every hour does not repeat it
 HUB_ALERT_ONCE_SQL = (
     "INSERT INTO alerts (at, kind, hall, item_key, detail) SELECT {p}, {p}, {p}, {p}, {p} "

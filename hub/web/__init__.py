@@ -15,11 +15,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..accounts.deps import LoginRequired, optional_principal
-from . import audit_pages, pages
+from . import audit_pages, cases, pages
 from . import dashboard, results  # the operator dashboard, bulletins, public results (docs/dashboard.md)
 from .templating import STATIC, render
 
-PAGE_ROUTERS = (pages.router, audit_pages.router, dashboard.router, results.router)
+PAGE_ROUTERS = (pages.router, audit_pages.router, cases.router, dashboard.router, results.router)
 
 HEADINGS = {400: "请求有误 Bad request", 401: "需要登录 Sign-in required", 403: "无权访问 Forbidden",
             404: "找不到页面 Not found", 405: "方法不允许 Method not allowed", 413: "内容过大 Too large",

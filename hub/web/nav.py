@@ -27,6 +27,12 @@ NAV: tuple[NavLink, ...] = (
     NavLink("/dashboard/bulletin", "月度通报 Bulletins", frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.AUDITOR}),
             "各大厅、各单位的月度通报（HTML、CSV、XLSX）· monthly bulletins per hall and unit"),
     NavLink("/results", "公开结果 Public results", EVERYONE, "公众可见的评价结果 · what the public sees"),
+    NavLink("/cases", "差评工单 Cases", frozenset({Role.HANDLER, Role.OPERATOR, Role.SUPERVISOR}),
+            "每个差评的转办、回访、整改与申诉 · every bad review: routing, callbacks, rectification, appeals"),
+    NavLink("/cases/ledger", "整改台账 Ledger", frozenset({Role.HANDLER, Role.OPERATOR, Role.SUPERVISOR}),
+            "限期整改的复杂差评 · complex cases rectified by a set date"),
+    NavLink("/cases/rates", "回访率 Rates", frozenset({Role.HANDLER, Role.OPERATOR, Role.SUPERVISOR, Role.AUDITOR}),
+            "各单位实名差评回访率与整改率 · callback and rectification rates per unit"),
 )
 
 

@@ -27,7 +27,11 @@ EXAMPLES = int(os.environ.get("HCP_FUZZ_EXAMPLES", "60"))
 # Operations whose parameters limit each other in a way OpenAPI cannot state (GET /api/v1/stats:
 # `to` not before `from` and at most 366 days after it): there a schema-valid request may get its
 # documented 422, so only "valid data accepted" is not checked; tests/hub/test_stats.py checks both.
-CROSS_PARAMETER_RULES = {"GET /api/v1/stats"}
+# The same for the cases' writes (docs/cases.md): which arguments an action takes, a callback's time
+# (not in the future, not before the rating), a ledger date within the region's limit, a handler's
+# unit, rules that need `fix` and `ledger`: tests/hub/test_api_cases.py checks those.
+CROSS_PARAMETER_RULES = {"GET /api/v1/stats", "PUT /api/v1/cases/rules/{region}",
+                         "POST /api/v1/cases/{case_id}/transitions", "POST /api/v1/cases/{case_id}/callbacks"}
 GATEWAY_KEY = bytes(range(32))
 
 

@@ -127,4 +127,4 @@ def test_canonical_bytes_do_not_depend_on_key_order_and_keep_chinese() -> None:
 
 def test_an_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown ledger kind"):
-        ledger.append(GENESIS_HEAD, [Pending("appeal", "H1", "x", {})], AT)
+        ledger.append(GENESIS_HEAD, [Pending("comment", "H1", "x", {})], AT)

@@ -156,6 +156,7 @@ class Raw:
     defaulted: set[tuple[str, str]]
     ratings: list[tuple]
     services: list[tuple]
+    not_adopted: list[tuple] = ()  # type: ignore[assignment]  # the statistics keys of ratings not adopted
 
     @classmethod
     def read(cls, hub) -> Raw:
@@ -165,7 +166,10 @@ class Raw:
                    hub.query("SELECT hall, received_at, score, window_id, staff_id, matter_code, unit, "
                              "service FROM ratings"),
                    hub.query("SELECT hall, id, window_id, staff_id, matter_code, unit, finished_at, "
-                             "outcome FROM services"))
+                             "outcome FROM services"),
+                   [tuple(v if v != "" else None for v in row) for row in hub.query(
+                       "SELECT hall, stats_day, stats_window, stats_staff, stats_matter, stats_unit "
+                       "FROM appeal_decisions WHERE outcome = 'not_adopted'")])
 
 
 def recount(raw: Raw, query: StatsQuery) -> dict[tuple, dict]:
@@ -190,6 +194,9 @@ def recount(raw: Raw, query: StatsQuery) -> dict[tuple, dict]:
             c = counts[key(hall, day, window, staff, matter, unit)]
             c[f"s{score}"] += 1
             c["unbound"] += service is None
+    for hall, day, window, staff, matter, unit in raw.not_adopted:
+        if select(hall, day):
+            counts[key(hall, day, window, staff, matter, unit)]["not_adopted"] += 1
     for hall, sid, window, staff, matter, unit, finished_at, outcome in raw.services:
         day = _shanghai(finished_at)
         if not select(hall, day):
@@ -213,12 +220,13 @@ def recount(raw: Raw, query: StatsQuery) -> dict[tuple, dict]:
         expected[k] = {
             "services": c["services"], "no_shows": c["no_shows"], "ratings": ratings,
             "scores": {str(s): c[f"s{s}"] for s in range(5, 0, -1)}, "bad": bad,
-            "unbound": c["unbound"], "rated_services": c["rated"],
+            "unbound": c["unbound"], "not_adopted": c["not_adopted"], "rated_services": c["rated"],
             "rated_services_with_defaults": c["rated_or_default"], "defaulted": c["defaulted"],
             "evaluation_rate": ratio(c["rated"], c["services"]),
             "evaluation_rate_with_defaults": ratio(c["rated_or_default"], c["services"]),
-            "satisfaction": ratio(ratings - bad, ratings),
-            "satisfaction_with_defaults": ratio(ratings - bad + c["defaulted"], ratings + c["defaulted"])}
+            "satisfaction": ratio(ratings - bad, ratings - c["not_adopted"]),
+            "satisfaction_with_defaults": ratio(ratings - bad + c["defaulted"],
+                                                ratings - c["not_adopted"] + c["defaulted"])}
     return expected
 
 

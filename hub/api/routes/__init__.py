@@ -4,8 +4,9 @@ from fastapi import APIRouter, Depends
 
 from ..deps import strict_query
 from . import (defaults, device_overview, devices, export, gaps, gateways, halls, health, ingest, ledger,
-               ratings, regions, stats)
+               phone, ratings, regions, stats)
 from . import audit, users
+from . import cases
 
 api_router = APIRouter(dependencies=[Depends(strict_query)])
 api_router.include_router(health.router)
@@ -23,3 +24,5 @@ api_router.include_router(stats.router, prefix="/api/v1")
 api_router.include_router(export.router, prefix="/api/v1")
 api_router.include_router(users.router, prefix="/api/v1")
 api_router.include_router(audit.router, prefix="/api/v1")
+api_router.include_router(phone.router, prefix="/api/v1")
+api_router.include_router(cases.router, prefix="/api/v1")

@@ -40,8 +40,8 @@ async def export(store: StoreDep,
                  type: Annotated[Literal["csv", "json"], Query()] = "csv",
                  bom: Annotated[bool, Query(description="CSV starts with U+FEFF (for Excel)")] = False,
                  ) -> StreamingResponse:
-    """The region's device ratings received on the China dates `from`..`to` and its system default
-    ratings whose period ended then, one row each (hub/export.py, docs/hub.md "Exports"). A rating
+    """The region's device ratings received on the China dates `from`..`to`, its system default
+    ratings whose period ended then, and its phone ratings given then (docs/phone.md), one row each (hub/export.py, docs/hub.md "Exports"). A rating
     that cannot be exported (not verified, a time without offset) is left out, never a broken file."""
     found = await store.get_region(region)
     if found is None:
@@ -89,4 +89,12 @@ async def _stream(store: HubStore, halls: list[str], area_code: str, first: date
                          area_code=area_code, case_no=case_no, matter_code=matter_code, unit=unit,
                          staff_id=staff_id, is_default=True, corrects=service)
             for d_hall, service, due_at, case_no, matter_code, unit, staff_id in defaults).encode()
+        phone = []
+        for rating in await store.export_phone(hall, since=start.astimezone(UTC).isoformat(timespec="milliseconds"),
+                                               until=end.astimezone(UTC).isoformat(timespec="milliseconds")):
+            try:
+                phone.append(ExportRecord.from_phone(rating, area_code=area_code))
+            except ExportError:
+                continue
+        yield encoder.rows(phone).encode()
     yield encoder.end().encode()
