@@ -38,7 +38,9 @@ def render(request: Request, template: str, context: dict) -> Response:
     """An operator's page: never kept by a browser's or proxy's cache."""
     return _render(request, template, context, headers={"Cache-Control": "no-store"})
 
-RATE_BARS = 40  # bars in a rates chart; the table below it has every row
+RATE_BARS = 40  # bars in a rates chart (the lowest rates); the table below it has more
+TABLE_ROWS = 200  # rows in a page's table: past this, the lowest evaluation rates (a region by staff
+# is ~4,000 rows, ~1 MB of HTML); the bulletin's CSV and XLSX have every row
 ATTENTION_SHOWN = 200  # devices listed under "needs attention" on the overview
 REFRESH_S = 60  # the dashboard pages reload themselves this often (a meta refresh, no script)
 GROUP_LABELS = {"hall": "大厅 hall", "window": "窗口 window", "staff": "工作人员 staff", "matter": "事项 matter",
@@ -132,9 +134,17 @@ async def _figures_context(store: HubStore, viewer: Viewer, month: Month, by: st
                                            title=f"{month} 每日评价 ratings per day by level"),
         "level_svg": charts.ratings_by_level(month_total.scores, title=f"{month} 评价等级 ratings by level"),
         "rate_svg": _rate_chart(table.rows, f"{month} 评价率 evaluation rate by {by} (target {TARGET:.0%})"),
-        "table": [(key_label(r), r.figures) for r in table.rows], "below": table.below_target(),
-        "total": month_total, "days": days,
+        "table": [(key_label(r), r.figures) for r in _shown(table.rows)], "rows": len(table.rows),
+        "below": table.below_target(), "total": month_total, "days": days,
     }
+
+
+def _shown(rows: list) -> list:
+    """A table's rows as the page lists them: all of a small one; of a large one (a region's 4,000
+    staff) the TABLE_ROWS with the lowest evaluation rate, the ones to act on (the bulletin has all)."""
+    if len(rows) <= TABLE_ROWS:
+        return rows
+    return sorted(rows, key=lambda r: (r.figures.evaluation_rate is None, r.figures.evaluation_rate or 0))[:TABLE_ROWS]
 
 
 @router.get("/dashboard")

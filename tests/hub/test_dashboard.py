@@ -324,3 +324,17 @@ def test_the_verify_button_runs_in_the_background_and_the_page_shows_its_result(
     head = hub.http.get("/api/v1/ledger/head", headers=hub.admin_headers).json()
     assert re.search(rf"Intact: {head['seq']} 条 entries verified up to seq {head['seq']}", page), page
     assert "requested by op." in page
+
+
+def test_a_large_table_lists_the_lowest_rates_and_says_how_many_there_are(region, monkeypatch):
+    """A region's staff can be thousands: the page lists the TABLE_ROWS lowest evaluation rates."""
+    import hub.web.dashboard as pages
+    monkeypatch.setattr(pages, "TABLE_ROWS", 2)
+    api = region.http.get("/api/v1/stats", headers=region.admin_headers, params={
+        "from": "2026-10-01", "to": "2026-10-31", "period": "month", "group": "staff"}).json()["rows"]
+    rated = sorted((r for r in api if r["evaluation_rate"] is not None), key=lambda r: r["evaluation_rate"])
+    with signed_in(region, "op") as b:
+        page = b.get("/dashboard", params={"month": MONTH, "by": "staff"}).text
+    shown = [row[0] for row in tables(page)["rates-table"][1:]]
+    assert shown == [r["key"]["staff_id"] for r in rated[:2]] == ["S7", "S3"]
+    assert f"Showing the 2 with the lowest evaluation rate of {len(api)};" in " ".join(page.split())
