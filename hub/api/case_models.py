@@ -211,7 +211,14 @@ class DecisionOut(BaseModel):
     note: str | None
 
 
+class RaterContactOut(BaseModel):
+    kind: str = Field(description="the phone rating it came with: supplementary (补充评价) or followup (追加评价)")
+    name: str | None = Field(description="masked, e.g. 张*")
+    phone: str | None = Field(description="masked, e.g. 138****5678")
+
+
 class CaseDetailOut(CaseOut):
+    contacts: list[RaterContactOut] = Field(description="the rater's name and number, masked")
     events: list[EventOut]
     callbacks: list[CallbackOut]
     reminders: list[ReminderOut]

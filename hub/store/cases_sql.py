@@ -332,6 +332,33 @@ def open_cases(sources: Iterable[CaseSource], calendar: WorkCalendar,
     return results
 
 
+def phone_sources(phone_row: Sequence[Any], before: Any) -> list[CaseSource]:
+    """The cases a stored phone rating opens (docs/cases.md, "Opening and routing"): a bad
+    supplementary rating (补充评价, score 1 or 2) its own, filed as the phone rating (kind `phone`,
+    its ledger ref), routed to the service's unit, real-name if the rater left a name or number; a
+    follow-up (追加评价, no overall score) with a name or number on a service whose counter rating
+    was bad makes that rating's case real-name (and opens it if it has none: a rating stored
+    before cases existed). A follow-up of a good rating opens nothing, whatever its indicators.
+    `phone_row`: hub/store/phone_sql.py PHONE_COLUMNS; `before`: the service's PhoneState read
+    before the submission."""
+    from . import phone_sql
+    rec = phone_sql.record(phone_row)
+    info = before.info
+    common = {"unit": rec["unit"], "window": rec["window_id"], "staff_id": rec["staff_id"],
+              "matter_code": rec["matter_code"], "service": rec["service"], "real_name": rec["has_contact"]}
+    if rec["kind"] == phone_sql.SUPPLEMENTARY:
+        if rec["score"] is None or rec["score"] not in cases.BAD_SCORES:
+            return []
+        return [CaseSource("phone", phone_sql.ledger_ref(rec["service"], rec["kind"]), rec["hall"], rec["score"],
+                           rec["submitted_at"], **common)]
+    counter = before.counter
+    if not rec["has_contact"] or counter is None or counter.score not in cases.BAD_SCORES:
+        return []
+    if info is not None:
+        common.update(unit=info.unit, window=info.window, staff_id=info.staff_id, matter_code=info.matter_code)
+    return [CaseSource("rating", counter.id, rec["hall"], counter.score, counter.received_at, **common)]
+
+
 def _insert_row(p: cases.NewCase, at: str) -> tuple:
     s = p.source
     values = {

@@ -8,11 +8,12 @@ after the other."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
 
-from . import phone_sql, postgres_rollups, tables
+from . import cases_sql, phone_sql, postgres_rollups, tables
 
 _Q = {name: getattr(phone_sql, name).replace("{p}", "%s") for name in (
     "STATE_RECORDS_SQL", "STATE_COUNTER_SQL", "STATE_DEFAULTED_SQL", "STATE_SERVICE_SQL", "INSERT_PHONE_SQL",
@@ -31,12 +32,14 @@ class PostgresPhone:
 
     _transaction: Callable[..., Any]
     _append_ledger: Callable[..., Any]
+    calendar_for_cases: Callable[[], Any]
 
     async def phone_submit(self, submission: phone_sql.PhoneSubmission) -> phone_sql.PhoneOutcome:
         async with self._transaction() as conn:
             await postgres_rollups.lock_writers(conn)
             now = tables.now()
-            outcome, write = phone_sql.plan(submission, await _state(conn, submission.hall, submission.service), now)
+            before = await _state(conn, submission.hall, submission.service)
+            outcome, write = phone_sql.plan(submission, before, now)
             if write is not None:
                 await conn.execute(_Q["INSERT_PHONE_SQL"], write.row)
                 if write.contact is not None:
@@ -44,6 +47,9 @@ class PostgresPhone:
                 if write.deltas is not None:
                     await postgres_rollups.write_deltas(conn, write.deltas)
                 await self._append_ledger(conn, [phone_sql.pending(write.row)], now)
+                await cases_sql.run_pg(conn, cases_sql.open_cases(  # a bad one opens a case (docs/cases.md)
+                    cases_sql.phone_sources(write.row, before), self.calendar_for_cases(),
+                    datetime.fromisoformat(now)))
             return phone_sql.PhoneOutcome(outcome, await _state(conn, submission.hall, submission.service))
 
     async def phone_count(self, day: str, hall: str, what: str) -> None:

@@ -5,10 +5,11 @@ has one writer, so what a submission reads cannot change before it commits."""
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 from collections.abc import Callable
 from typing import Any
 
-from . import phone_sql, sqlite_rollups, tables
+from . import cases_sql, phone_sql, sqlite_rollups, tables
 
 _Q = {name: getattr(phone_sql, name).replace("{p}", "?") for name in (
     "STATE_RECORDS_SQL", "STATE_COUNTER_SQL", "STATE_DEFAULTED_SQL", "STATE_SERVICE_SQL", "INSERT_PHONE_SQL",
@@ -26,11 +27,15 @@ class SQLitePhone:
 
     _write: Callable[..., Any]
     _append_ledger: Callable[..., None]
+    calendar_for_cases: Callable[[], Any]
 
     async def phone_submit(self, submission: phone_sql.PhoneSubmission) -> phone_sql.PhoneOutcome:
+        calendar = self.calendar_for_cases()
+
         def work(db: sqlite3.Connection) -> phone_sql.PhoneOutcome:
             now = tables.now()
-            outcome, write = phone_sql.plan(submission, _state(db, submission.hall, submission.service), now)
+            before = _state(db, submission.hall, submission.service)
+            outcome, write = phone_sql.plan(submission, before, now)
             if write is not None:
                 db.execute(_Q["INSERT_PHONE_SQL"], write.row)
                 if write.contact is not None:
@@ -38,6 +43,8 @@ class SQLitePhone:
                 if write.deltas is not None:
                     sqlite_rollups.write_deltas(db, write.deltas)
                 self._append_ledger(db, [phone_sql.pending(write.row)], now)
+                cases_sql.run_sqlite(db, cases_sql.open_cases(  # a bad one opens a case (docs/cases.md)
+                    cases_sql.phone_sources(write.row, before), calendar, datetime.fromisoformat(now)))
             return phone_sql.PhoneOutcome(outcome, _state(db, submission.hall, submission.service))
         return await self._write(work)
 

@@ -19,7 +19,9 @@ from .. import cases
 from ..accounts.deps import form_principal, require_page_role
 from ..accounts.model import Principal, Role
 from ..api.deps import StoreDep
-from ..api.routes.cases import actor_of
+from ..api.routes.cases import actor_of, rater_contacts
+from ..phone.contacts import Contact, NotAllowed, read_contact
+from ..phone.crypto import SealError
 from ..cases import CHINA_TZ, Case, CaseError
 from ..store.cases_sql import CaseQuery
 from .templating import render
@@ -166,13 +168,16 @@ async def rates_page(request: Request, store: StoreDep, principal: FigureReader,
 
 
 async def _detail(request: Request, store, principal: Principal, case_id: int, *,
-                  error: str | None = None, status_code: int = 200, done: str | None = None) -> Response:
+                  error: str | None = None, status_code: int = 200, done: str | None = None,
+                  unmasked: list[tuple[str, Contact]] | None = None) -> Response:
     now = datetime.now(UTC)
     actor = await actor_of(principal)
     case = await store.get_case(case_id, actor)
     if case is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有这个工单。There is no case {case_id} in your scope.")
     return render(request, "cases/detail.html", _context(
+        contacts=unmasked if unmasked is not None else await rater_contacts(store, request, case),
+        unmasked=unmasked is not None, may_unmask=principal.may_unmask,
         case=case, deadlines=case.deadlines(now), overdue=case.overdue(now),
         events=await store.case_events(case_id), callbacks=await store.case_callbacks(case_id),
         reminders=await store.case_reminders(case_id=case_id), decision=await store.appeal_decision(case_id),
@@ -255,3 +260,34 @@ async def record_callback(request: Request, store: StoreDep, principal: Poster, 
         return await _detail(request, store, principal, case_id, error=str(exc), status_code=exc.status)
     return RedirectResponse(f"/cases/{case_id}?done=callback", status_code=303)
 
+
+@router.post("/cases/{case_id}/contact")
+async def unmask_contact(request: Request, store: StoreDep,
+                         principal: Annotated[Principal, Depends(form_principal(Role.OPERATOR, Role.SUPERVISOR))],
+                         case_id: int) -> Response:
+    """The rater's name and number unmasked, for an operator or supervisor who gives a reason: each
+    read goes to the audit log first (hub/phone/contacts.py `read_contact`, `personal_data_read`);
+    shown in this answer only, never stored in the case. Never for a unit handler."""
+    form = await request.form()
+    reason = str(form.get("reason") or "").strip()
+    case = await store.get_case(case_id, await actor_of(principal))
+    if case is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"没有这个工单。There is no case {case_id} in your scope.")
+    phone = getattr(request.app.state, "phone", None)
+    if phone is None or phone.keyring is None or case.service is None:
+        return await _detail(request, store, principal, case_id, status_code=404,
+                             error="没有评价人联系方式 No contact details are kept for this case.")
+    shown: list[tuple[str, Contact]] = []
+    try:
+        for kind, _ in await rater_contacts(store, request, case):
+            contact = await read_contact(store, phone.keyring, hall=case.hall, service=case.service, kind=kind,
+                                         principal=principal, reason=f"case {case_id}: {reason}" if reason else "")
+            if contact is not None:
+                shown.append((kind, contact))
+    except NotAllowed as exc:
+        return await _detail(request, store, principal, case_id, status_code=422 if "reason" in str(exc) else 403,
+                             error=f"请说明查看原因 {exc}")
+    except SealError as exc:
+        return await _detail(request, store, principal, case_id, status_code=409,
+                             error=f"联系方式无法解密 The contact cannot be opened: {exc}")
+    return await _detail(request, store, principal, case_id, unmasked=shown)

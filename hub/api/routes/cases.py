@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator
 
@@ -24,6 +24,7 @@ from ...accounts.deps import require_role
 from ...accounts.model import Principal, Role
 from ...accounts.scope import visible_halls
 from ...cases import Actor, CaseError
+from ...phone.contacts import Contact, masked
 from ...store.cases_sql import CaseQuery
 from ..case_models import (
     CallbackIn,
@@ -34,6 +35,7 @@ from ..case_models import (
     DecisionOut,
     EventOut,
     PresetOut,
+    RaterContactOut,
     RatesListOut,
     RatesOut,
     ReminderOut,
@@ -78,6 +80,21 @@ async def actor_of(principal: Principal) -> Actor:
     s = principal.scope
     return Actor(principal.login, principal.role, s.region, s.hall, s.unit,
                  halls=frozenset(halls) if halls is not None else None)
+
+
+async def rater_contacts(store, request: Request, case: cases.Case) -> list[tuple[str, Contact]]:
+    """The rater's name and number for this case, masked (hub/phone/contacts.py): of the phone
+    ratings of the case's service (a 补充评价 whose case this is, a 追加评价 with contact details
+    on a counter rating's case). Unmasked only through `read_contact` (audited)."""
+    if case.service is None:
+        return []
+    phone = getattr(request.app.state, "phone", None)
+    found = []
+    for rating in await store.phone_ratings(hall=case.hall, service=case.service, limit=10):
+        contact = masked(phone.keyring if phone is not None else None, rating)
+        if contact is not None:
+            found.append((rating.kind, contact))
+    return found
 
 
 def _raise(exc: CaseError) -> Exception:
@@ -201,9 +218,10 @@ async def put_rules(store: StoreDep, principal: Managing, region: Annotated[str,
 
 
 @router.get("/{case_id}", response_model=CaseDetailOut, responses={404: CASE_ERRORS[404]})
-async def get_case(store: StoreDep, principal: Handling, case_id: CaseId) -> CaseDetailOut:
-    """One case with its deadlines, history, callbacks, reminders and appeal decision, and the
-    actions the person asking may take on it now."""
+async def get_case(store: StoreDep, request: Request, principal: Handling, case_id: CaseId) -> CaseDetailOut:
+    """One case with its deadlines, history, callbacks, reminders and appeal decision, the actions
+    the person asking may take on it now, and the rater's contact details masked (unmasked, for
+    operators and supervisors, audited: `POST /api/v1/phone/ratings/{hall}/{service}/{kind}/contact`)."""
     now = datetime.now(UTC)
     actor = await actor_of(principal)
     case = await store.get_case(case_id, actor)
@@ -216,6 +234,8 @@ async def get_case(store: StoreDep, principal: Handling, case_id: CaseId) -> Cas
         callbacks=[CallbackOut.of(c) for c in await store.case_callbacks(case_id)],
         reminders=[ReminderOut.of(r) for r in await store.case_reminders(case_id=case_id)],
         decision=DecisionOut(**decision) if decision is not None else None,
+        contacts=[RaterContactOut(kind=kind, name=c.name, phone=c.phone)
+                  for kind, c in await rater_contacts(store, request, case)],
         actions=cases.allowed_actions(case, actor))
 
 
