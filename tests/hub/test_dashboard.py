@@ -338,3 +338,33 @@ def test_a_large_table_lists_the_lowest_rates_and_says_how_many_there_are(region
     shown = [row[0] for row in tables(page)["rates-table"][1:]]
     assert shown == [r["key"]["staff_id"] for r in rated[:2]] == ["S7", "S3"]
     assert f"Showing the 2 with the lowest evaluation rate of {len(api)};" in " ".join(page.split())
+
+
+def test_the_overdue_cases_panel_lists_the_viewer_s_overdue_cases(hub_app, hub_db):
+    """Every bad rating opened a case at ingest (h1-3 and h1-5 in H1); one is made overdue by
+    moving its contact deadline into the past (behind the hub's back)."""
+    hub = hub_app
+    populate(hub)
+    make_people(hub)
+    (total,) = run_sql(hub_db, "SELECT COUNT(*) FROM cases")[0]
+    assert total == 2
+    with signed_in(hub, "op") as b:
+        assert "没有超期的差评件" in b.get("/dashboard").text  # none overdue yet
+    (case_id,) = run_sql(hub_db, "SELECT MIN(id) FROM cases")[0]
+    run_sql(hub_db, "UPDATE cases SET contact_due = ? WHERE id = ?", ("2026-10-20T00:00:00.000+00:00", case_id))
+    for login, sees in (("op", True), ("op-jilin", True), ("sup-h2", False)):
+        with signed_in(hub, login) as b:
+            page = b.get("/dashboard").text
+        assert (f'href="/cases/{case_id}"' in page) == sees, login
+        assert ("1 件超期 overdue" in page) == sees and ("没有超期的差评件" in page) != sees
+
+
+def test_the_public_page_shows_how_the_bad_reviews_are_rectified(hub_app):
+    """Cases opened this month (at ingest): H1's two are open, none rectified or not adopted."""
+    populate(hub_app)
+    now = str(Month.current())
+    page = hub_app.http.get("/results", params={"month": now}).text
+    halls = {row[0]: row[1:] for row in tables(page)["results-halls"] if row and row[0].endswith(")")}
+    assert halls[f"{HALL_NAME} (H1)"][5:] == ["0", "2", "0"]  # rectified, open, not adopted
+    hall = hub_app.http.get("/results/halls/H1", params={"month": now}).text
+    assert tables(hall)["results-hall-total"][1][6:] == ["0", "2", "0"]
