@@ -178,12 +178,13 @@ async def test_sqlite_the_migration_widens_the_ledgers_check_in_place(tmp_path):
     the table); entries already there stay, the database checks whole, other kinds stay refused."""
     import sqlite3
 
-    from hub.migrations import SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
+    from hub.migrations import MIGRATIONS, SCHEMA_VERSION_TABLE, SQLITE_MIGRATIONS
     from hub.store import SQLiteStore
     path = tmp_path / "hub.sqlite3"
-    with sqlite3.connect(path) as db:
+    phone = next(i for i, m in enumerate(MIGRATIONS) if "phone_ratings" in m.sqlite)
+    with sqlite3.connect(path) as db:  # a hub of the version before the phone page's
         db.executescript(SCHEMA_VERSION_TABLE)
-        for version, script in enumerate(SQLITE_MIGRATIONS[:-1], start=1):
+        for version, script in enumerate(SQLITE_MIGRATIONS[:phone], start=1):
             db.executescript(script)
             db.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, 'x')", (version,))
         db.executemany("INSERT INTO ledger (seq, kind, hall, ref, digest, hash, at) VALUES (?, 'service', 'H0', ?, "
@@ -197,7 +198,7 @@ async def test_sqlite_the_migration_widens_the_ledgers_check_in_place(tmp_path):
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         (sql,), = db.execute("SELECT sql FROM sqlite_schema WHERE name = 'ledger'").fetchall()
-        assert "'default', 'phone')" in sql
+        assert "CHECK (kind IN ('rating', 'service', 'default', 'phone'" in sql
         with pytest.raises(sqlite3.IntegrityError):
             db.execute("INSERT INTO ledger VALUES (5000, 'bogus', 'H0', 'x', 'd', 'h', 'x')")
         assert db.execute("SELECT COUNT(*) FROM ledger").fetchall() == [(1001,)]
