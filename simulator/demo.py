@@ -27,6 +27,7 @@ from simulator.sim import PROGRESS_S, Sim, play
 
 SCENARIO = Path(__file__).with_name("scenarios") / "demo-hall.toml"
 MAX_DEVICES = 50  # each a MicroPython process; more is a load test (`hcp sim` with lightweight devices)
+DEMO_LOGIN = "demo"  # the operator account the demo makes, to sign in to the dashboard
 HUB_POLL_S = 1.0  # how often the hub is asked for new ratings to print
 
 
@@ -99,8 +100,9 @@ class DemoSim(Sim):
         week = f"from={sc.day}&to={sc.day + timedelta(days=6)}"
         self.say(f"  broker     Mosquitto on 127.0.0.1:{h.broker.port}")
         self.say(f"  hub        {hub}  (SQLite {h.hub.db_path})")
-        self.say(f"  dashboard  not built yet: the operator dashboard will be served by the hub at {hub}/ ;"
-                 " until then, the pages and reads below")
+        password = h.hub.create_user(DEMO_LOGIN, "演示运维 demo operator", "operator")
+        self.say(f"  dashboard  {hub}/dashboard  (sign in as {DEMO_LOGIN}, password {password}: an operator "
+                 "of the whole hub)")
         self.say(f"  API        {hub}/docs  (the hub's OpenAPI page: \"Authorize\" with the token to try the reads)")
         self.say(f"  token      {token}  (this run's admin token: every read of the hub needs it)")
         self.say(f"  devices    {curl} '{hub}/api/v1/devices?hall={sc.hall}'")

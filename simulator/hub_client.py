@@ -54,6 +54,11 @@ class HubClient:
         response.raise_for_status()
         return response.json()
 
+    def create_user(self, login: str, name: str, role: str, **scope: str) -> str:
+        """A person's account (docs/accounts.md) with a password the hub generates -> that password."""
+        body = {"login": login, "name": name, "role": role, **scope}
+        return self._admin("POST", "/api/v1/users", json=body).json()["password"]
+
     def devices(self, **filters: Any) -> list[dict]:
         """The devices overview (GET /api/v1/devices): presence, last seen, open alerts."""
         return self._admin("GET", "/api/v1/devices",

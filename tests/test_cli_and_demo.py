@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from tests.fixtures.accounts import Browser
 import pytest
 
 HCP = [sys.executable, "-m", "hcp.cli"]
@@ -142,7 +144,12 @@ def test_demo_prints_urls_that_answer_and_stops_cleanly_on_ctrl_c(tmp_path: Path
                                seen, re.M))
         token = re.search(r"^  token +(\S+)", seen, re.M).group(1)
         assert urls["API"].endswith("/docs") and urls["gateway"].endswith("/status"), urls
-        assert urls["hub"] in re.search(r"^  dashboard +not built yet.*$", seen, re.M).group(0)
+        assert urls["dashboard"] == urls["hub"] + "/dashboard", urls
+        login, password = re.search(r"^  dashboard .*sign in as (\S+), password (\S+):", seen, re.M).groups()
+        with Browser(urls["hub"]) as person:  # the printed account signs in and sees the dashboard
+            assert person.sign_in(login, password).status_code == 303
+            page = person.get("/dashboard")
+            assert page.status_code == 200 and "/logout" in page.text, page.text[:300]
         for name in ("API", "gateway"):
             assert httpx.get(urls[name], timeout=10).status_code == 200, name
         bearer = {"Authorization": f"Bearer {token}"}
