@@ -43,6 +43,7 @@ def test_unknown_subcommand_is_a_clear_error():
     assert "invalid choice: 'frobnicate'" in out.stderr
 
 
+@pytest.mark.slow
 def test_demo_shows_ratings_arriving_and_reconciles(tmp_path: Path):
     out = _run("demo", "--devices", "2", "--duration", "12", "--pace", "3", "--workdir",
                str(tmp_path / "demo"), timeout=120)
