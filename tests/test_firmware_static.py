@@ -86,6 +86,7 @@ def test_every_board_has_a_pyright_config():
     assert all(c.with_suffix(".txt").exists() for c in PYRIGHT_CONFIGS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", PYRIGHT_CONFIGS, ids=lambda c: c.stem)
 def test_pyright_finds_no_type_errors(config: Path):
     """main.py, lib/ and the board's own board.py type-check against that board's stubs."""

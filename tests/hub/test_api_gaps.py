@@ -77,6 +77,7 @@ def test_the_admin_token_is_required(hub_app):
     assert wrong.status_code == 401 and wrong.json()["detail"]
 
 
+@pytest.mark.slow
 def test_random_arrival_orders_show_exactly_the_missing_numbers(tmp_path, hub_db):
     devices = (f"G{i}" for i in itertools.count())
     with running_app(tmp_path, **hub_db) as hub:

@@ -222,6 +222,7 @@ class ReportModel:
         return key, "rejected", "conflict"
 
 
+@pytest.mark.slow
 def test_reports_in_any_order_and_posted_twice_end_in_the_same_rows(tmp_path, hub_db):
     halls = (f"R{i}" for i in itertools.count())
     with running_app(tmp_path, **hub_db) as hub:

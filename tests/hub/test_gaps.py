@@ -198,4 +198,4 @@ class Arrivals(RuleBasedStateMachine):
 
 Arrivals.TestCase.settings = settings(max_examples=300, stateful_step_count=25, deadline=None,
                                       suppress_health_check=[HealthCheck.too_slow])
-test_arrivals = Arrivals.TestCase
+test_arrivals = pytest.mark.slow(Arrivals.TestCase)

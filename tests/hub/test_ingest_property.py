@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -140,6 +141,7 @@ class Scenario:
         return key, "rejected", reason
 
 
+@pytest.mark.slow
 def test_random_batches_posted_twice_in_any_order(tmp_path, hub_db):
     namespaces = (f"P{i}" for i in itertools.count())
     with running_app(tmp_path, **hub_db) as hub:

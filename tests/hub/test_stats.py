@@ -369,6 +369,7 @@ def rebuild(hub) -> dict:
     return response.json()
 
 
+@pytest.mark.slow
 def test_every_figure_equals_a_recount_of_the_raw_records(tmp_path, hub_db):
     """Random batches of several halls in two regions (and one in none): services and ratings in
     any order (ratings before their service, several ratings of one service, unbound ones, no-shows,

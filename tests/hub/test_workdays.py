@@ -225,7 +225,9 @@ def test_add_workdays_lands_on_the_nth_working_day(start: date, n: int) -> None:
     assert SHARED.workdays_between(start, end - timedelta(days=1)) == n - 1
 
 
-@settings(max_examples=200, deadline=None)
+# 50 examples: each walks three spans of up to 25 years day by day (about 0.12 s of CPU; 200 took
+# 25 s), and of 50, 12 to 19 reach a fallback year (2003 or 2028) in five runs of the strategy.
+@settings(max_examples=50, deadline=None)
 @given(a=DAYS, b=DAYS, c=DAYS)
 def test_workdays_between_adds_up(a: date, b: date, c: date) -> None:
     assert SHARED.workdays_between(a, b) + SHARED.workdays_between(b, c) == SHARED.workdays_between(a, c)

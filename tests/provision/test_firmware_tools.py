@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from hcp.cli import main
 from hcp.firmware_build import FIRMWARE
 from hcp.firmware_deploy import PREPARE, deploy_command
@@ -61,6 +63,7 @@ def test_deploy_to_a_missing_port_is_a_clear_error(capsys):
     assert "no serial port /dev/ttyNOSUCH9: is the board plugged in?" in err
 
 
+@pytest.mark.slow
 def test_deploy_to_something_that_is_not_a_micropython_repl_is_a_clear_error(tmp_path, capsys):
     """The real firmware on a pty answers its provisioning console, not mpremote's raw REPL."""
     out = tmp_path / "fw"

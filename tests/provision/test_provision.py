@@ -193,6 +193,7 @@ def test_a_device_provisioned_as_another_is_refused_without_force(hall, blank):
         assert con.ask("info")["dev"] == "D11"
 
 
+@pytest.mark.slow
 def test_replacing_a_broken_device_moves_its_window_and_refuses_the_old_one(hall, blank):
     site, gw, hub = hall
     old = blank("old")

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hcp.protocol import sign_rating
 from simulator.hall import Pressed, reconcile, report_lines
 from tests.fixtures.hub import binding, rating_item, service_item
@@ -23,6 +25,7 @@ def _figure(out: str, name: str) -> int:
     return int(re.search(rf"^  {name} +(\d+)", out, re.M).group(1))
 
 
+@pytest.mark.slow
 def test_small_hall_through_broker_restart_and_hub_outage_reconciles(tmp_path):
     log = tmp_path / "citizens.log"
     out = subprocess.run([*HCP, str(SMALL), "--workdir", str(tmp_path / "run"), "--log", str(log)],

@@ -26,6 +26,13 @@ import aio
 from stdio_console import StdioConsole
 
 BUTTONS = ("1", "2", "3", "4", "5", "invite")
+# A `tap` is timed by the firmware's reads of the button, not by the clock alone: each read adds the
+# time since the one before, at most TAP_STEP_MS (twice the buttons' 10 ms poll). On a busy PC the
+# interpreter can be left waiting for longer than the 50 ms debounce, and a hold timed by the clock
+# would then end before the firmware had seen it (no chip stalls like that). After its hold a tapped
+# button stays released for TAP_GAP_MS of reads before the next tap of it, queued meanwhile, begins.
+TAP_STEP_MS = 20
+TAP_GAP_MS = 80
 
 
 class Board(StdioConsole):
@@ -35,7 +42,8 @@ class Board(StdioConsole):
         self.flash_root = os.getenv("HCP_FLASH_DIR") or "."
         self.ticks_ms = time.ticks_ms
         self._pressed = {b: 0 for b in BUTTONS}
-        self._taps = {}  # button -> ticks_ms when a `tap` releases it
+        self._taps = {}  # button -> its queued taps' phases: [level, ms of reads left]
+        self._tap_read = {}  # button -> ticks_ms of the last read that counted for its taps
         self.buttons = BUTTONS
         self.display = self.leds = self  # the display's show() and the LEDs' set() are below
         self._sock = None  # the control connection's socket (non-blocking)
@@ -96,10 +104,14 @@ class Board(StdioConsole):
             op = words[0] if words else ""
             name = words[1] if len(words) > 1 else ""
             if op in ("press", "release", "tap") and name in self._pressed:
-                self._pressed[name] = 0 if op == "release" else 1
                 if op == "tap":
-                    self._taps[name] = time.ticks_add(time.ticks_ms(), int(words[2]) if len(words) > 2 else 100)
-                else:
+                    hold = int(words[2]) if len(words) > 2 else 100
+                    if name not in self._taps:
+                        self._taps[name] = []
+                        self._tap_read[name] = None  # its first read starts the hold
+                    self._taps[name] += [[1, hold], [0, TAP_GAP_MS]]
+                else:  # a press or release ends any taps of the button
+                    self._pressed[name] = 0 if op == "release" else 1
                     self._taps.pop(name, None)
             elif op == "net" and name:
                 self._net = name == "up"
@@ -110,12 +122,21 @@ class Board(StdioConsole):
 
     # -- what the firmware uses
     def pressed(self, name):
-        """The button's level; a tapped one is released here once its hold has passed (the
-        buttons are polled every few ms)."""
-        at = self._taps.get(name)
-        if at is not None and time.ticks_diff(time.ticks_ms(), at) >= 0:
-            del self._taps[name]
-            self._pressed[name] = 0
+        """The button's level; a tapped one follows its taps' phases (TAP_STEP_MS above)."""
+        phases = self._taps.get(name)
+        if phases is not None:
+            now = time.ticks_ms()
+            last = self._tap_read[name]
+            if last is not None:
+                phases[0][1] -= min(time.ticks_diff(now, last), TAP_STEP_MS)
+                if phases[0][1] <= 0:
+                    phases.pop(0)
+            self._tap_read[name] = now
+            if phases:
+                self._pressed[name] = phases[0][0]
+            else:
+                del self._taps[name]
+                self._pressed[name] = 0
         return self._pressed[name]
 
     def show(self, lines, qr=None):
