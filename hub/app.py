@@ -29,8 +29,8 @@ The regional hub of haochaping (政务服务好差评): hall gateways post servi
 ratings, device health snapshots and device alerts; the hub verifies, deduplicates and stores
 them. Wire shapes: docs/protocol.md.
 
-Authentication: `Authorization: Bearer …`. Registration and reads take the **admin token**
-(`HCP_HUB_ADMIN_TOKEN`; reads need it for now, reader roles come later). Ingest takes the
+Authentication: `Authorization: Bearer …`. Registration and the older reads take the **admin
+token** (`HCP_HUB_ADMIN_TOKEN`). Ingest takes the
 **gateway token** issued by `POST /api/v1/gateways`. People sign in at `/login`; the APIs that
 name roles (`/api/v1/audit`, …) take their session cookie too (docs/accounts.md).
 """
