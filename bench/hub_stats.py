@@ -139,14 +139,15 @@ FROM (
            CASE WHEN s.outcome = 'finished' AND {_RATED} THEN 1 ELSE 0 END AS rated,
            CASE WHEN s.outcome = 'finished' AND ({_RATED} OR {_DEFAULTED}) THEN 1 ELSE 0 END AS rated_or_default,
            CASE WHEN s.outcome = 'finished' AND {_DEFAULTED} THEN 1 ELSE 0 END AS defaulted,
-           0 AS score1, 0 AS score2, 0 AS score3, 0 AS score4, 0 AS score5, 0 AS unbound
+           0 AS score1, 0 AS score2, 0 AS score3, 0 AS score4, 0 AS score5, 0 AS unbound,
+           0 AS not_adopted
     FROM services s
     UNION ALL
     SELECT hall, substr(received_at, 1, 10), window_id, COALESCE(staff_id, ''), COALESCE(matter_code, ''),
            COALESCE(unit, ''), 0, 0, 0, 0, 0,
            CASE WHEN score = 1 THEN 1 ELSE 0 END, CASE WHEN score = 2 THEN 1 ELSE 0 END,
            CASE WHEN score = 3 THEN 1 ELSE 0 END, CASE WHEN score = 4 THEN 1 ELSE 0 END,
-           CASE WHEN score = 5 THEN 1 ELSE 0 END, CASE WHEN service IS NULL THEN 1 ELSE 0 END
+           CASE WHEN score = 5 THEN 1 ELSE 0 END, CASE WHEN service IS NULL THEN 1 ELSE 0 END, 0
     FROM ratings
 ) AS x GROUP BY hall, period, window_id, staff_id, matter_code, unit
 """
