@@ -47,8 +47,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 _FAILED = pytest.StashKey[bool]()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
+    """Chromium for one test. Not shared across tests: Playwright's sync API keeps an asyncio loop
+    running in the thread while it is started, so any later test in the same process that runs a
+    loop of its own (asyncio.run, anyio) would fail with "another loop is running" (seen with
+    pytest-xdist, where a worker runs browser and hub tests in turn)."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: run ./run.sh setup (it installs Debian's chromium)")
     from playwright.sync_api import sync_playwright
