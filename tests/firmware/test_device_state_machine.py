@@ -251,12 +251,14 @@ class DeviceMachine(RuleBasedStateMachine):
         """A session nobody rated times out; a press after that creates nothing."""
         sess = f"t{next(self.fresh)}"
         since = self._mark()
+        sent = time.monotonic()  # the device opens the session after this, and times it out 1 s later
         self.gateway.prompt(self.name, P.encode_prompt_open(sess, 1))
         self.dev.wait_event("session", lambda d: d == {"op": "open", "sess": sess}, since=since)
-        opened = time.monotonic()
         self.dev.wait_event("session", lambda d: d == {"op": "timeout", "sess": sess}, since=since,
                             timeout=5)
-        assert time.monotonic() - opened > 0.8
+        # Not from when the host read the "open" line: under load that read can lag the device by
+        # more than the slack, and the timeout line then comes sooner after it than the TTL.
+        assert time.monotonic() - sent > 0.95
         self.session, self.recent = None, False
         self._press(score)
 

@@ -50,6 +50,7 @@ SEED = int(os.environ.get("HCP_POWER_CUT_SEED", "20261121"))
 RUNS = int(os.environ.get("HCP_POWER_CUT_RUNS", "220"))
 DEV = "D07"
 TEAR_P = 0.5  # share of eligible cuts that also tear a journal record, in the tearing stretches
+# (but one before the press's rating was written always tears that rating: _emulate)
 TEAR_EVERY = (110, 75)  # of every 110 runs, the first 75 tear nothing: a torn journal is rewritten
 # at boot, so without clean stretches it would never grow to the size where the firmware compacts it
 STALE_TMP_P = 0.1  # share of cuts that leave a half-written outbox.log.tmp (a cut mid-compaction)
@@ -271,11 +272,19 @@ class PowerCuts:
         after writing it (its event, its publish) was seen; or a prefix of the record the firmware
         was about to write (the rating of this run's press, not stored yet; the ack of a rating
         the gateway has acked)."""
-        path = self.flash / "outbox.log"
         if self.rng.random() < STALE_TMP_P and j.raw:
             self.planted_tmp = j.raw[: self.rng.randrange(len(j.raw))]
             (self.flash / "outbox.log.tmp").write_bytes(self.planted_tmp)
-        if j.torn is not None or not tearing or self.rng.random() >= TEAR_P:
+        if j.torn is not None or not tearing:
+            return j
+        # A cut before this press's rating was written always tears that rating's append here:
+        # such cuts are few (37 of 220 runs in one run of the test), and left to the coin and the
+        # choice below, the test's claim of at least 3 torn ratings failed on a busy machine (2),
+        # where the cuts land shifts with the load.
+        half_r = new_n is not None and j.status(new_n) == "unknown" and new_n == j.last_n + 1
+        if half_r:
+            return self._tear(j, "half R", new_n)
+        if self.rng.random() >= TEAR_P:
             return j
         options: list[tuple[str, int]] = []
         if j.lines:
@@ -288,14 +297,18 @@ class PowerCuts:
             if kind == "A" and (life.before.status(n) == "pending"
                                 and n not in {d["n"] for d in life.named("ack")}):
                 options.append(("cut A", n))
-        if new_n is not None and j.status(new_n) == "unknown" and new_n == j.last_n + 1:
-            options.append(("half R", new_n))
         acked = {n for (d, n, _st) in self.peer.acks_sent if d == DEV}
         if j.pending and set(j.pending) & acked:
             options.append(("half A", self.rng.choice(sorted(set(j.pending) & acked))))
         if not options:
             return j
         how, n = self.rng.choice(options)
+        return self._tear(j, how, n)
+
+    def _tear(self, j: Journal, how: str, n: int) -> Journal:
+        """Write `outbox.log` as a cut in the middle of a write leaves it: `cut R`/`cut A` the last
+        record cut short, `half R`/`half A` a prefix of rating or ack `n` appended."""
+        path = self.flash / "outbox.log"
         if how.startswith("cut"):
             last = j.lines[-1]
             data = j.raw[: len(j.raw) - len(last) + self.rng.randrange(1, len(last))]
