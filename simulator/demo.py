@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from hcp.protocol import LEVELS
+from hcp.protocol import BAD_SCORES, LEVELS
 from hub.default_rules import CHINA_TZ
 from simulator.scenario import Scenario, ScenarioError, load
 from simulator.sim import PROGRESS_S, Sim, play
@@ -42,15 +42,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pace", type=float, default=1.0,
                         help="2 = twice as many citizens per minute (the hall's clock runs 30x real time "
                              "at pace 1)")
+    parser.add_argument("--qr-share", type=float, default=None,
+                        help="share of citizens who scan the device's QR code and rate on the hub's phone "
+                             "page instead of pressing, 0..1 (default: the demo hall's 0.04)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep all files here (default: a temporary directory, removed at the end)")
 
 
 def demo_scenario(devices: int | None = None, seed: int | None = None, pace: float = 1.0,
-                  day: date | None = None) -> Scenario:
+                  day: date | None = None, qr_share: float | None = None) -> Scenario:
     """The demo hall with the command's options: `devices` windows (the file's, repeated past its
-    count), open from `day` (default today in China) one day after another until stopped."""
+    count), open from `day` (default today in China) one day after another until stopped.
+    `qr_share` replaces the file's share of QR citizens (ScenarioError if it does not fit)."""
     sc = load(SCENARIO)
+    if qr_share is not None:
+        if not 0 <= qr_share <= 1 - sc.citizens.no_rating:
+            raise ScenarioError(f"--qr-share must be 0..{1 - sc.citizens.no_rating:g} (the demo hall's "
+                                f"citizens who do not rate are {sc.citizens.no_rating:g})")
+        sc = replace(sc, citizens=replace(sc.citizens, qr_share=qr_share))
     n = devices or len(sc.windows)
     windows = tuple(replace(sc.windows[i % len(sc.windows)], id=str(i + 1), device_id=f"D{i + 1}")
                     for i in range(n))
@@ -67,8 +76,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         print("hcp demo: --duration must be 0 or more, --pace 0.05..100", file=sys.stderr)
         return 2
     try:
-        sc = demo_scenario(args.devices, args.seed, args.pace)
-    except ScenarioError as exc:  # the file that comes with the demo: a broken checkout
+        sc = demo_scenario(args.devices, args.seed, args.pace, qr_share=args.qr_share)
+    except ScenarioError as exc:  # a --qr-share out of range, or a broken checkout's demo file
         print(f"hcp demo: {exc}", file=sys.stderr)
         return 2
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hcp-demo-"))
@@ -108,10 +117,12 @@ class DemoSim(Sim):
         self.say(f"  devices    {curl} '{hub}/api/v1/devices?hall={sc.hall}'")
         self.say(f"  stats      {curl} '{hub}/api/v1/stats?{week}&hall={sc.hall}'")
         self.say(f"  ratings    {curl} '{hub}/api/v1/ratings?hall={sc.hall}&limit=20'")
+        self.say(f"  phone      {curl} '{hub}/api/v1/phone/ratings?hall={sc.hall}&limit=20'")
         self.say(f"  gateway    {h.gateway.url}/status  (the hall status page: devices, outbox, hub link; "
                  "no token)")
         self.say(f"Citizens are arriving: the hall opens at {self._opening()} on {sc.day} and its clock runs "
-                 f"{sc.speed:g}x real time. Each line is a rating the hub has verified and stored.")
+                 f"{sc.speed:g}x real time. Each line is a rating the hub has verified and stored: "
+                 "pressed on a device, or given on the phone page by a citizen who scanned its QR code.")
         self.say("Ctrl-C stops: no more citizens, the last ratings reach the hub, the reconciliation "
                  "(a second Ctrl-C stops at once).\n")
 
@@ -132,21 +143,36 @@ class DemoSim(Sim):
         if hub is None or not hub.running:
             return
         try:
-            ratings = hub.ratings(hall=self.sc.hall)
+            new = [(r["received_at"], r, self._rating_line) for r in hub.ratings(hall=self.sc.hall)
+                   if r["id"] not in self._shown]
+            new += [(r["submitted_at"], r, self._phone_line) for r in hub.phone_ratings(hall=self.sc.hall)
+                    if r["id"] not in self._shown]
         except (httpx.HTTPError, OSError):
             return  # the progress line says "hub not answering"
-        for r in sorted(ratings, key=lambda r: (r["received_at"], r["id"])):
-            if r["id"] not in self._shown:
-                self._shown.add(r["id"])
-                self.say(self._rating_line(r))
+        for _, r, line in sorted(new, key=lambda x: (datetime.fromisoformat(x[0]), x[1]["id"])):
+            self._shown.add(r["id"])
+            self.say(line(r))
+
+    def _staff(self, staff_id: str | None) -> str:
+        staff = self.sc.staff.get(staff_id) if staff_id else None
+        return f"staff {staff_id or '?'}{' ' + staff.name if staff else ''}"
 
     def _rating_line(self, r: dict) -> str:
         when = datetime.fromisoformat(r["received_at"]).astimezone().strftime("%H:%M:%S")
         if r["bound"]:
-            staff = self.sc.staff.get(r["staff_id"])
-            who = f"ticket {r['ticket']}  staff {r['staff_id']}{' ' + staff.name if staff else ''}"
+            who = f"ticket {r['ticket']}  {self._staff(r['staff_id'])}"
         else:
             who = f"unbound ({r['unbound_reason']})"
         checked = "signature verified" if r["verified"] else "SIGNATURE NOT VERIFIED"
         return (f"{when}  window {r['window'] or '?':>2}  {who}  {r['score']} {LEVELS[r['score']]}"
                 f"  [{r['id']}, {checked}]{'  差评' if r['bad'] else ''}")
+
+    def _phone_line(self, r: dict) -> str:
+        """A rating from the phone page (a citizen who scanned the device's QR code): a
+        supplementary rating carries the overall score, a follow-up only indicators and text."""
+        when = datetime.fromisoformat(r["submitted_at"]).astimezone().strftime("%H:%M:%S")
+        what = (f"{r['score']} {LEVELS[r['score']]}" if r["kind"] == "supplementary" and r["score"]
+                else "follow-up (追加评价)")
+        bad = "  差评" if r["kind"] == "supplementary" and r["score"] in BAD_SCORES else ""
+        return (f"{when}  window {r['window'] or '?':>2}  service {r['service']}  {self._staff(r['staff_id'])}  "
+                f"{what}  [phone page, {r['id']}]{bad}")

@@ -85,9 +85,15 @@ class DeviceProcess(EventWaits):
 
     def __init__(self, flash_dir: Path, config: dict | None = None, key: bytes | None = None,
                  heapsize: str | None = None, firmware: Path = FIRMWARE, board: str = "host",
-                 console: str = "pipe"):
+                 console: str = "pipe", nice: int = 0):
         """`console`: "pipe" (answers read with `console()`), or "pty": the serial console on a
-        pseudo-terminal whose path, `console_path`, pyserial opens like a USB serial port."""
+        pseudo-terminal whose path, `console_path`, pyserial opens like a USB serial port.
+        `nice`: the interpreter's scheduling niceness (1..19), or 0: as the caller. A board is a
+        chip of its own; many interpreters on one machine (each polls its buttons and control
+        socket every 10 ms) would otherwise take the CPU from the simulator and the broker, gateway
+        and hub they talk to. A niced interpreter stays in the caller's session (a process group of
+        its own): with the kernel's autogroup scheduling each session weighs as much as any other
+        whatever its niceness, so 200 device sessions would outweigh the simulator's 200 times."""
         self.flash_dir = Path(flash_dir).absolute()  # the interpreter runs in the firmware directory
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.firmware = Path(firmware).absolute()
@@ -100,6 +106,7 @@ class DeviceProcess(EventWaits):
         if console not in ("pipe", "pty"):
             raise ValueError(f"console must be 'pipe' or 'pty', not {console!r}")
         self.console_mode = console
+        self.nice = nice
         self.console_path: str | None = None
         self._pty_slave: int | None = None
         self.console_lines: list[str] = []  # pipe mode: every line the console wrote
@@ -138,6 +145,8 @@ class DeviceProcess(EventWaits):
         with self._cond:
             self._reset_view()
         log = open(self.console_log, "ab")
+        # Its own process group either way (a power cut is killpg); a session of its own unless niced.
+        group = {"process_group": 0} if self.nice else {"start_new_session": True}
         if self.console_mode == "pty":
             # The device holds the master side, as a board holds its end of the USB serial line;
             # the slave is the tty a technician's tool opens (`console_path`).
@@ -146,11 +155,11 @@ class DeviceProcess(EventWaits):
             self._close_pty()
             self._pty_slave, self.console_path = slave, os.ttyname(slave)
             self.proc = subprocess.Popen(cmd, env=env, stdin=master, stdout=master, stderr=log,
-                                         start_new_session=True, cwd=self.firmware)
+                                         cwd=self.firmware, **group)
             os.close(master)
         else:
             self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=log, start_new_session=True, cwd=self.firmware)
+                                         stderr=log, cwd=self.firmware, **group)
             threading.Thread(target=self._read_console, args=(self.proc,), daemon=True).start()
         log.close()
         try:
@@ -160,6 +169,8 @@ class DeviceProcess(EventWaits):
             raise RuntimeError(f"firmware did not connect to its control port: {self.console_text()}")
         finally:
             listener.close()
+        if self.nice:  # once it runs: its start-up (an interpreter's) is not slowed down
+            os.setpriority(os.PRIO_PROCESS, self.proc.pid, self.nice)
         self._sock = sock
         with self._cond:
             self.connected = True

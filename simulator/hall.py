@@ -22,6 +22,7 @@ class Device(Protocol):
     """What DeviceProcess and LiteDevice both offer the simulator."""
 
     events: list[Event]
+    display: dict  # "qr": the phone page URL the prompt shows, None without an open session
 
     def start(self) -> Any: ...
     def stop(self) -> None: ...
@@ -45,14 +46,17 @@ class Seat:
 class Hall:
     """Start with `start(...)`, add devices with `add_device`, stop everything with `stop_all`."""
 
-    def __init__(self, workdir: Path, hall: str):
+    def __init__(self, workdir: Path, hall: str, device_nice: int = 0):
+        """`device_nice`: the real firmware processes' niceness (DeviceProcess `nice`)."""
         self.workdir = Path(workdir)
         self.hall = hall
+        self.device_nice = device_nice
         self.broker: Broker | None = None
         self.hub: HubProcess | None = None
         self.gateway: GatewayProcess | None = None
         self.seats: dict[str, Seat] = {}  # window -> seat
         self.fleet: LiteFleet | None = None
+        self.stopped = False
 
     def start(self, seats: list[Seat], gateway_settings: dict | None = None,
               region: dict | None = None, hall_name: str | None = None) -> None:
@@ -87,7 +91,7 @@ class Hall:
                   "broker_port": self.broker.port, **config}
         flash = self.workdir / "flash" / seat.device_id
         if seat.kind == "real":
-            seat.device = DeviceProcess(flash, key=seat.key, config=config)
+            seat.device = DeviceProcess(flash, key=seat.key, config=config, nice=self.device_nice)
         else:
             if self.fleet is None:
                 self.fleet = LiteFleet()
@@ -96,36 +100,37 @@ class Hall:
         return seat.device
 
     def stop_all(self) -> None:
-        for seat in self.seats.values():
-            if seat.device is not None:
-                try:
-                    seat.device.stop()
-                except Exception:  # noqa: BLE001  # teardown goes on
-                    pass
-        if self.fleet is not None:
-            self.fleet.close()
-        for service in (self.gateway, self.hub):
-            if service is not None:
-                service.close()
-        if self.broker is not None:
-            self.broker.stop()
+        """Stop every part; a second call does nothing."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self._end_all(at_once=False)
 
     def kill_all(self) -> None:
-        """Stop at once: SIGKILL every process of the hall (a second Ctrl-C); no clean shutdown."""
+        """Stop at once: SIGKILL every process of the hall (a second Ctrl-C); no clean shutdown.
+        Works during a `stop_all` too."""
+        self._end_all(at_once=True)
+
+    def _end_all(self, at_once: bool) -> None:
+        """The devices, then the gateway and the hub, then the broker: stopped cleanly, or
+        (`at_once`) SIGKILLed."""
         for seat in self.seats.values():
             if seat.device is not None:
                 try:
-                    seat.device.kill()
+                    seat.device.kill() if at_once else seat.device.stop()
                 except Exception:  # noqa: BLE001  # teardown goes on
                     pass
         if self.fleet is not None:
             self.fleet.close()
         for service in (self.gateway, self.hub):
             if service is not None:
-                service.kill()
-                service.http.close()
+                if at_once:
+                    service.kill()
+                    service.http.close()
+                else:
+                    service.close()
         if self.broker is not None:
-            self.broker.kill()
+            self.broker.kill() if at_once else self.broker.stop()
 
 
 # ---------------------------------------------------------------------------- the hub's view
@@ -139,10 +144,29 @@ class Pressed:
     n: int
     score: int
     session: str | None
+    at: float | None = None  # wall time (time.time()) just before the tap: when the citizen pressed
+    stored_s: float | None = None  # tap -> the device's `rating` event reached the simulator
+    late: bool = False  # the device confirmed it only after the simulator had stopped waiting
 
     @property
     def id(self) -> str:
         return f"{self.device}:{self.n}"
+
+
+@dataclass
+class PhoneRated:
+    """A supplementary rating the hub's phone page stored (it answered 303): what the hub must hold."""
+
+    hall: str
+    service: str  # the token's service (the gateway's id, the session the device prompted)
+    window: str
+    ticket: str
+    score: int
+    at: float | None = None  # wall time (time.time()) the form was sent
+
+    @property
+    def id(self) -> str:
+        return f"phone:{self.hall}:{self.service}:supplementary"  # the hub's id (docs/phone.md)
 
 
 @dataclass
@@ -159,6 +183,8 @@ class Reconciliation:
     defaults: int | None = None
     defaults_rated_late: int = 0  # defaults of services whose rating reached the hub after the job ran
     rated_services: int | None = None
+    phone_rated: int | None = None  # supplementary ratings the page stored for the simulator (None: not asked)
+    phone_at_hub: int | None = None  # supplementary phone ratings the hub holds for the hall
 
     @property
     def services_lost(self) -> int:
@@ -185,12 +211,30 @@ def hub_ratings(hub: HubProcess, devices: list[str]) -> dict[str, dict]:
     return out
 
 
+def hub_phone_ratings(hub: HubProcess, hall: str, services: list[str]) -> dict[str, dict]:
+    """The supplementary phone ratings the hub holds for `hall`, by id (GET /api/v1/phone/ratings,
+    newest first, one page); beyond a page, each of `services` not on it is asked for by itself."""
+    def supplementary(rows: list[dict]) -> dict[str, dict]:
+        return {r["id"]: r for r in rows if r["kind"] == "supplementary"}
+
+    page = hub.phone_ratings(hall=hall, limit=HUB_PAGE)
+    out = supplementary(page)
+    if len(page) == HUB_PAGE:
+        for svc in services:
+            if f"phone:{hall}:{svc}:supplementary" not in out:
+                out.update(supplementary(hub.phone_ratings(hall=hall, service=svc)))
+    return out
+
+
 def reconcile(hub: HubProcess, hall: str, devices: list[str], pressed: list[Pressed],
-              services_posted: int, days: tuple[str, str], run_defaults: bool = True) -> Reconciliation:
+              services_posted: int, days: tuple[str, str], run_defaults: bool = True,
+              phone_rated: list[PhoneRated] | None = None) -> Reconciliation:
     """Compare what the devices stored and the queue system finished with what the hub holds.
 
     Duplicated: a rating at the hub that no device press made (a press stored twice under two
-    counters), and a session answered by more than one rating."""
+    counters), and a session answered by more than one rating. `phone_rated`: the supplementary
+    ratings the phone page stored; one the hub does not hold is lost, one with another score
+    differs (by their hub ids, `phone:{hall}:{service}:supplementary`)."""
     at_hub = hub_ratings(hub, devices)
     by_id = {p.id: p for p in pressed}
     lost = sorted(i for i in by_id if i not in at_hub)
@@ -211,12 +255,22 @@ def reconcile(hub: HubProcess, hall: str, devices: list[str], pressed: list[Pres
         pressed=len(by_id), at_hub=len(at_hub), lost=lost, duplicated=sorted(set(extra) | set(twice)),
         score_differs=differs, unbound=sum(reasons.values()), unbound_reasons=reasons,
         rated_services=stats["total"]["rated_services"])
+    if phone_rated is not None:
+        by_phone = {p.id: p for p in phone_rated}
+        phones = hub_phone_ratings(hub, hall, [p.service for p in phone_rated])
+        result.phone_rated, result.phone_at_hub = len(by_phone), len(phones)
+        result.lost = sorted(result.lost + [i for i in by_phone if i not in phones])
+        result.score_differs = sorted(result.score_differs + [
+            i for i, p in by_phone.items() if i in phones and phones[i]["score"] != p.score])
     if run_defaults:
         hub._admin("POST", "/api/v1/defaults/run")
-        defaults = hub._admin("GET", "/api/v1/defaults", params={"hall": hall, "limit": 1000}).json()
-        rated = {r["service"] for r in at_hub.values() if r["service"]}
-        result.defaults = len(defaults)
-        result.defaults_rated_late = sum(d["service"] in rated for d in defaults)
+        # From the statistics, not GET /api/v1/defaults (one page of 1,000: a large hall has more).
+        # A service both rated and defaulted is counted once in rated_services_with_defaults.
+        total = hub._admin("GET", "/api/v1/stats", params={"from": days[0], "to": days[1],
+                                                            "hall": hall}).json()["total"]
+        result.defaults = total["defaulted"]
+        result.defaults_rated_late = (total["rated_services"] + total["defaulted"]
+                                      - total["rated_services_with_defaults"])
     return result
 
 
@@ -229,6 +283,8 @@ def report_lines(r: Reconciliation) -> list[str]:
         f"{', LOST ' + str(r.services_lost) if r.services_lost else ''})",
         f"  presses stored         {r.pressed}",
         f"  ratings at the hub     {r.at_hub}",
+        *([f"  rated by phone         {r.phone_rated} (at the hub {r.phone_at_hub})"]
+          if r.phone_rated is not None else []),
         f"  lost                   {len(r.lost)}{ids(r.lost)}",
         f"  duplicated             {len(r.duplicated)}{ids(r.duplicated)}",
         f"  score differs          {len(r.score_differs)}{ids(r.score_differs)}",

@@ -47,6 +47,12 @@ class HubClient:
         params.setdefault("limit", 1000)
         return self._admin("GET", "/api/v1/ratings", params=params).json()
 
+    def phone_ratings(self, **filters: Any) -> list[dict]:
+        """The phone page's ratings (GET /api/v1/phone/ratings), newest first, contacts masked."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        params.setdefault("limit", 1000)
+        return self._admin("GET", "/api/v1/phone/ratings", params=params).json()
+
     def rating(self, device: str, n: int) -> dict | None:
         response = self.http.get(f"/api/v1/ratings/{device}/{n}", headers=self.admin_headers)
         if response.status_code == 404:

@@ -7,8 +7,9 @@ ack/prompt/cmd on every connect; a press takes the next counter, signs with the 
 written to its "flash" (a file) before it counts; pending ratings are published in counter order
 after every (re)connect and republished when not acked in 15 s; an ack `ok`/`dup`/`bad` removes
 one. `kill()` is a power cut (nothing but the flash file survives), `network(False)` a Wi-Fi loss.
-It exposes the same view as `DeviceProcess` (`events`, `wait_event`, `tap`), so the simulator
-drives both alike. Its payload bytes are checked against tests/vectors/ratings.json.
+It exposes the same view as `DeviceProcess` (`events`, `wait_event`, `tap`, `display`), so the
+simulator drives both alike: `display["qr"]` is the prompt's phone page URL while its session is
+open, None otherwise (firmware/lib/ui.py shows the QR code in the prompt state only). Its payload bytes are checked against tests/vectors/ratings.json.
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ class LiteDevice(EventWaits):
         self._task: asyncio.Task | None = None
         self._net_up = True
         self._net: asyncio.Event | None = None
+        self._session_timer = None
         self.mqtt: LiteMQTT | None = None
+        self.display: dict = {"lines": [], "qr": None}  # no text kept: the QR code's URL only
 
     # -- the view the simulator reads (as DeviceProcess)
     def _event(self, name: str, data: dict) -> None:
@@ -107,6 +110,11 @@ class LiteDevice(EventWaits):
             self.events.append(Event(name, data))
             if len(self.events) > MAX_EVENTS:
                 del self.events[: MAX_EVENTS // 10]
+            self._cond.notify_all()
+
+    def _show(self, qr: str | None) -> None:
+        with self._cond:
+            self.display = {"lines": [], "qr": qr}
             self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
@@ -163,7 +171,7 @@ class LiteDevice(EventWaits):
         self._t0 = time.monotonic()
         self.conn = 0
         self.session: str | None = None  # "" local session, None none
-        self.session_deadline = 0.0
+        self._session_timer: asyncio.TimerHandle | None = None
         self.rated: list[str] = []
         self._inflight: dict[int, float] = {}
         self.counts = {k: 0 for k in ("press", "rate", "resend", "reconn", "err", "stuck", "badmsg", "badcon")}
@@ -175,6 +183,8 @@ class LiteDevice(EventWaits):
         self._event("boot", {"boot": self.boot, "n": self.last_n, "pending": len(self.outbox), "kid": self.kid})
 
     async def _stop(self, clean: bool) -> None:
+        if self._session_timer is not None:
+            self._session_timer.cancel()  # no power, no timeout: a restarted device has no session
         if clean and self.mqtt is not None:
             await self.mqtt.close()  # DISCONNECT first: the broker drops the will
         if self._task is not None:
@@ -187,6 +197,7 @@ class LiteDevice(EventWaits):
         if self.mqtt is not None:
             self.mqtt.abort()
         self.mqtt = None
+        self._show(None)  # no power, nothing shown; a restarted device has no session
         with self._cond:
             self.connected = False
             self._cond.notify_all()
@@ -215,7 +226,7 @@ class LiteDevice(EventWaits):
         return _compact(obj)
 
     async def _main(self) -> None:
-        tasks = [asyncio.ensure_future(c) for c in (self._connection_loop(), self._send_loop(), self._tick_loop())]
+        tasks = [asyncio.ensure_future(c) for c in (self._connection_loop(), self._send_loop(), self._health_loop())]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -262,9 +273,13 @@ class LiteDevice(EventWaits):
             delay = min(delay * 2, BACKOFF_MAX_S)
 
     async def _send_loop(self) -> None:
+        """Wakes on a press, an ack or a connect, and when the oldest unacked rating is due again:
+        thousands of idle devices share the loop, so none of them polls."""
         while True:
+            m = self.mqtt
+            due = [sent + RESEND_S for sent in self._inflight.values()] if m is not None and m.connected else []
             try:
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, min(due) - time.monotonic()) if due else None)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
@@ -288,19 +303,13 @@ class LiteDevice(EventWaits):
                 self._inflight[n] = now
                 self._event("published", {"n": n})
 
-    async def _tick_loop(self) -> None:
-        health_at = time.monotonic() + self.config["health_s"]
+    async def _health_loop(self) -> None:
         while True:
-            now = time.monotonic()
-            if self.session is not None and now >= self.session_deadline:
-                self._close_session("timeout")
-            if now >= health_at:
-                health_at = now + self.config["health_s"]
-                await self._publish("health", _compact({
-                    "v": 1, "boot": self.boot, "up": self.ms(), "heap": 0, "alloc_peak": 0,
-                    "ob": len(self.outbox), "fw": FIRMWARE, "rssi": None, "clock": "mono", "cnt": self.counts,
-                    "err": None, "stuck": []}), 0)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(self.config["health_s"])
+            await self._publish("health", _compact({
+                "v": 1, "boot": self.boot, "up": self.ms(), "heap": 0, "alloc_peak": 0,
+                "ob": len(self.outbox), "fw": FIRMWARE, "rssi": None, "clock": "mono", "cnt": self.counts,
+                "err": None, "stuck": []}), 0)
 
     async def _publish(self, suffix: str, payload: bytes, qos: int) -> bool:
         m = self.mqtt
@@ -313,11 +322,28 @@ class LiteDevice(EventWaits):
             return False
 
     # -- sessions and presses
+    def _open_session(self, sess: str, ttl: float, qr: str | None = None) -> None:
+        """`sess` "" is a local one (invite key). It times out after `ttl` s with no press. `qr`:
+        the phone page's URL from the prompt, shown while the session is open."""
+        self._end_session()
+        self.session = sess
+        self._session_timer = asyncio.get_running_loop().call_later(ttl, self._close_session, "timeout")
+        self._event("session", {"op": "open", "sess": sess or None})
+        self._show(qr)  # after the event, as the firmware (open_session, then show_idle)
+
+    def _end_session(self) -> None:
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+            self._session_timer = None
+        self.session = None
+        if self.display["qr"] is not None:
+            self._show(None)  # the firmware drops its QR code when the session ends (any way)
+
     def _close_session(self, why: str) -> None:
         if self.session is None:
             return
         self._event("session", {"op": why, "sess": self.session or None})
-        self.session = None
+        self._end_session()
 
     def _button(self, name: str) -> None:
         if not self.running:
@@ -325,9 +351,7 @@ class LiteDevice(EventWaits):
         self.counts["press"] += 1
         if name == "invite":
             if self.config["invite"] and self.session is None:
-                self.session = ""
-                self.session_deadline = time.monotonic() + self.config["session_ttl_s"]
-                self._event("session", {"op": "open", "sess": None})
+                self._open_session("", self.config["session_ttl_s"])
             return
         if name not in ("1", "2", "3", "4", "5"):
             return
@@ -344,7 +368,7 @@ class LiteDevice(EventWaits):
         if sess:
             self.rated.append(sess)
             del self.rated[:-RATED_KEPT]
-        self.session = None
+        self._end_session()
         self._event("rating", {"n": n, "score": int(name), "sess": sess})
         self._wake.set()
 
@@ -368,10 +392,9 @@ class LiteDevice(EventWaits):
                     if sess in self.rated:
                         self._event("already", {"sess": sess})
                         return
-                    self.session = sess
-                    ttl = obj.get("ttl") or self.config["session_ttl_s"]
-                    self.session_deadline = time.monotonic() + ttl
-                    self._event("session", {"op": "open", "sess": sess})
+                    qr = obj.get("qr")
+                    self._open_session(sess, obj.get("ttl") or self.config["session_ttl_s"],
+                                       qr if isinstance(qr, str) else None)
                 elif obj["op"] == "cancel" and self.session == sess:
                     self._close_session("cancel")
             elif suffix == "cmd":

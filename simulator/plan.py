@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from simulator.scenario import SCORES, Scenario, Window
 
 STAFF_PRESS_S = (0.3, 1.2)  # a staff member pressing for the citizen is quick
+PHONE_S = (20.0, 90.0)  # prompt -> the phone's form sent: scan, load the page, choose, send
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,8 @@ class Visit:
     start_s: float  # service starts (called and accepted), seconds of opening time
     end_s: float  # finished: the device prompts
     action: str  # "press", "walk_away", "qr", "staff_press"
-    score: int | None
-    press_after_s: float  # from the prompt to the press
+    score: int | None  # pressed, or sent from the phone ("qr"); None: walks away
+    press_after_s: float  # from the prompt to the press, or to the phone's form sent ("qr": PHONE_S)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ def draw(sc: Scenario, seed: int | None = None) -> dict[str, Iterator[Visit]]:
 def _window_visits(sc: Scenario, w: Window, index: int, seed: int,
                    staff_fraud: dict[str | None, float]) -> Iterator[Visit]:
     rng = random.Random(f"{seed}:{w.id}")
+    # The phone's delay from a stream of its own: a day drawn before QR citizens rated on the
+    # phone stays as it was, and the same seed gives the same phones.
+    phone_rng = random.Random(f"{seed}:{w.id}:phone")
     prefix = chr(ord("A") + index % 26)
     n = 0
     arrive = free = 0.0
@@ -97,18 +101,18 @@ def _window_visits(sc: Scenario, w: Window, index: int, seed: int,
         elif draw < sc.citizens.no_rating:
             action = "walk_away"
         elif draw < sc.citizens.no_rating + sc.citizens.qr_share:
-            action = "qr"
+            action, press_after = "qr", phone_rng.uniform(*PHONE_S)
         else:
             action = "press"
         n += 1
         yield Visit(w.id, f"{prefix}{n:03d}", staff, matter, round(start, 3), round(end, 3), action,
-                    score if action in ("press", "staff_press") else None, round(press_after, 3))
+                    score if action != "walk_away" else None, round(press_after, 3))
 
 
 def bursts_of(sc: Scenario) -> dict[str, tuple[Burst, ...]]:
     bursts: dict[str, list[Burst]] = {w.id: [] for w in sc.windows}
     for f in sc.frauds:
-        if f.kind == "burst":
+        if f.kind == "burst" and f.at_s <= sc.open_s:  # past the end (--duration): not played
             assert f.window is not None
             bursts[f.window].append(Burst(f.window, f.at_s, f.count))
     return {w: tuple(sorted(b, key=lambda b: b.at_s)) for w, b in bursts.items()}

@@ -27,6 +27,7 @@ DEVICE_KINDS = ("real", "lite")
 PRESETS = ("jilin", "dehong", "xpcc-9th-division")  # hub/default_rules.py PRESETS
 RULE_KINDS = ("calendar_days", "working_days")
 SCORES = (5, 4, 3, 2, 1)
+MAX_WINDOWS = 10000  # a hall's windows, `count` included (the scale bench runs 2,200)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
@@ -446,28 +447,39 @@ def _windows(r: _Reader, value: Any, staff: dict, matters: dict) -> tuple[Window
     seen: set[str] = set()
     for i, w in enumerate(_list(r, value, "window")):
         where = f"window[{i}]"
-        r.table(w, where, {"id", "device", "staff", "matters", "arrivals_per_hour", "service", "ratings"},
-                {"id", "staff"})
+        r.table(w, where, {"id", "count", "device", "staff", "matters", "arrivals_per_hour", "service",
+                           "ratings"}, {"id", "staff"})
         wid = w.get("id")
         if isinstance(wid, int) and not isinstance(wid, bool):
             wid = str(wid)
             w = {**w, "id": wid}
         wid = r.text(w, "id", where, pattern=WINDOW_RE, max_len=16)
-        if wid in seen:
-            raise r.fail(f"{where}.id", f"window {wid!r} is listed twice")
-        seen.add(wid)
+        count = int(r.number(w, "count", where, 1, 1, MAX_WINDOWS, integer=True))
+        if count > 1 and not wid.isdigit():
+            raise r.fail(f"{where}.id", f"with count = {count} the id is the first window's number "
+                                        f"(windows id, id+1, ...), not {wid!r}")
         device = w.get("device", "real")
         if device not in DEVICE_KINDS:
             raise r.fail(f"{where}.device", f"{device!r} is not one of {', '.join(DEVICE_KINDS)}")
         window_staff = _ids(r, w["staff"], f"{where}.staff", staff, "staff")
         window_matters = _ids(r, w["matters"], f"{where}.matters", matters, "matter") if "matters" in w \
             else tuple(matters)
-        out.append(Window(
-            id=wid, device=device, staff=window_staff, matters=window_matters,
-            arrivals_per_hour=float(r.number(w, "arrivals_per_hour", where, 10.0, 0.0, 3600.0)),
-            service_s=r.span(w.get("service", ["3m", "10m"]), f"{where}.service"),
-            ratings=r.ratings(w["ratings"], f"{where}.ratings") if "ratings" in w else None,
-            device_id=f"D{wid}" if len(wid) < 16 else f"D{i + 1:03d}"))
+        arrivals = float(r.number(w, "arrivals_per_hour", where, 10.0, 0.0, 3600.0))
+        service = r.span(w.get("service", ["3m", "10m"]), f"{where}.service")
+        ratings = r.ratings(w["ratings"], f"{where}.ratings") if "ratings" in w else None
+        for k in range(count):
+            one = str(int(wid) + k) if count > 1 else wid
+            if not WINDOW_RE.fullmatch(one):
+                raise r.fail(f"{where}.count", f"window {one!r} is not a window id ({WINDOW_RE.pattern})")
+            if one in seen:
+                raise r.fail(f"{where}.id", f"window {one!r} is listed twice")
+            if len(out) >= MAX_WINDOWS:
+                raise r.fail(where, f"more than {MAX_WINDOWS} windows in the hall")
+            seen.add(one)
+            out.append(Window(
+                id=one, device=device, staff=window_staff, matters=window_matters,
+                arrivals_per_hour=arrivals, service_s=service, ratings=ratings,
+                device_id=f"D{one}" if len(one) < 16 else f"D{len(out) + 1:03d}"))
     if not out:
         raise r.fail("window", "the hall needs at least one window ([[window]])")
     return tuple(out)

@@ -26,14 +26,16 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import httpx
 
+from hcp.protocol import ProtocolError, read_phone_token
 from hub.default_rules import CHINA_TZ
-from simulator.hall import Hall, Pressed, Reconciliation, Seat, reconcile, report_lines
+from simulator.hall import Hall, PhoneRated, Pressed, Reconciliation, Seat, reconcile, report_lines
+from simulator.phone import PHONE_DRAIN_S, PHONE_WORKERS, Phone, Phones
 from simulator.plan import Burst, Plan, Visit, bursts_of, draw, make_plan
 from simulator.scenario import Fault, Scenario, ScenarioError, load
 
@@ -45,6 +47,49 @@ PROGRESS_S = 0.5
 CLOSE_S = 30.0  # after Ctrl-C: real seconds for the citizens at a counter to be served and rate
 CLOSING_POLL_S = 0.1  # how soon a waiting citizen or service notices the hall closing
 FAULT_MIN_S = 0.2  # shortest real outage (a simulated second at speed 1000 is no outage at all)
+QUEUE_CONNECTIONS = 16  # the queue system's HTTP connections to the gateway; more events wait their turn
+BIG_HALL = 250  # devices: start-up reports progress every this many
+
+
+class Connections:
+    """The queue system's connections to the gateway: `take()` waits, without polling (thousands
+    of windows may wait at once), until one is free -> True, or until `close()` -> False."""
+
+    def __init__(self, count: int):
+        self._free = count
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def take(self) -> bool:
+        with self._cond:
+            while not self._free and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return False
+            self._free -= 1
+            return True
+
+    def give_back(self) -> None:
+        with self._cond:
+            self._free += 1
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+@dataclass
+class VisitTiming:
+    """How one citizen's service went in real time (time.monotonic()), for the load figures."""
+
+    window: str
+    planned: float  # when the plan has the service finish (`finished` posted)
+    posted: float  # when the queue system posted `finished` (later than planned: the window is behind)
+    answered_s: float | None  # the gateway's answer to `finished`, after `posted`; None: never taken
+    sent_s: float | None = None  # the request went out (a connection was free), after `posted`
+    prompt_s: float | None = None  # the device showed the prompt, after `posted`; None: no prompt
 
 
 @dataclass
@@ -52,12 +97,19 @@ class Tally:
     came: int = 0  # citizens called to a counter
     services: int = 0  # finished events the gateway accepted
     walked_away: int = 0
-    qr: int = 0
+    qr: int = 0  # citizens who scanned the QR code
+    phone_rated: list[PhoneRated] = field(default_factory=list)  # the phone page stored it (303)
+    phone_refused: dict[str, int] = field(default_factory=dict)  # why not: HTTP status or what the page showed
     staff_presses: int = 0
     burst_presses: int = 0
     no_prompt: int = 0  # the device did not show the prompt (off, or the gateway down too long)
     not_taken: int = 0  # a press the device did not confirm (power cut at that moment)
+    confirmed_late: int = 0  # of those, confirmed after RATING_WAIT_S all the same (a slow device)
+    not_played: int = 0  # citizens the run ended before (`until`: the windows had fallen behind)
     pressed: list[Pressed] = field(default_factory=list)
+    unconfirmed: list[tuple[str, float, float, int | str]] = field(default_factory=list)  # window, tap (monotonic, wall), score
+    timings: list[VisitTiming] = field(default_factory=list)
+    behind: dict[str, float] = field(default_factory=dict)  # window -> how late its last service finished (s)
     log: list[str] = field(default_factory=list)  # what the citizens did, in order per window
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -69,6 +121,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulated seconds per real second (default: the scenario's)")
     parser.add_argument("--duration", type=float, default=None,
                         help="simulate only this many seconds of opening time")
+    parser.add_argument("--date", default=None,
+                        help="play this day instead of the scenario's: YYYY-MM-DD, today or yesterday "
+                             "(China time). Today keeps the phone page open for the QR citizens; a day "
+                             "past the region's rating period shows its default ratings")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep all files here (default: a temporary directory, removed at the end)")
     parser.add_argument("--plan", action="store_true",
@@ -86,7 +142,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         return 2
     plan = make_plan(sc)
     if args.plan:
-        json.dump(plan.as_dict(), sys.stdout, ensure_ascii=False, indent=1)
+        json.dump({"date": str(sc.day), **plan.as_dict()}, sys.stdout, ensure_ascii=False, indent=1)
         print()
         return 0
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hcp-sim-"))
@@ -154,7 +210,21 @@ def _override(sc: Scenario, args: argparse.Namespace) -> Scenario:
         if args.duration <= 0:
             raise ScenarioError("--duration must be more than 0")
         changes["duration_s"] = args.duration
+    if args.date is not None:
+        changes["day"] = _day_of(args.date)
     return replace(sc, **changes) if changes else sc
+
+
+def _day_of(text: str) -> date:
+    """`--date`: an ISO date, or today / yesterday in China (the hub's deadlines are China's days)."""
+    today = datetime.now(CHINA_TZ).date()
+    named = {"today": today, "yesterday": today - timedelta(days=1)}
+    if text in named:
+        return named[text]
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ScenarioError(f"--date {text!r} is not YYYY-MM-DD, today or yesterday") from None
 
 
 class Sim:
@@ -162,22 +232,34 @@ class Sim:
     hall open until stopped (`Scenario.days` None) must. Subclasses may say other things at the
     start (`announce_start`, `announce_ready`) and watch the hub while it runs (`watch`)."""
 
-    def __init__(self, sc: Scenario, plan: Plan | None, workdir: Path, out: Callable[[str], None] | None = None):
+    def __init__(self, sc: Scenario, plan: Plan | None, workdir: Path, out: Callable[[str], None] | None = None,
+                 gateway_settings: dict | None = None, device_nice: int = 0):
+        """`gateway_settings`: GatewaySettings fields over the simulator's own (fast retries);
+        `device_nice`: the real firmware processes' niceness (Hall)."""
         self.sc = sc
+        self.gateway_settings = gateway_settings or {}
         self.plan = plan
         self.visits = plan.visits if plan is not None else draw(sc)
         self.bursts = plan.bursts if plan is not None else bursts_of(sc)
         self.closing = threading.Event()  # Ctrl-C: no more citizens; those at a counter finish
-        self.hall = Hall(workdir, sc.hall)
+        self.hall = Hall(workdir, sc.hall, device_nice=device_nice)
         self.tally = Tally()
         self.t0 = 0.0
         self.jump_s = 0.0  # the queue system's clock error (clock_jump)
         self.events = itertools.count(1)
-        self.tty = sys.stdout.isatty()
+        self.tty = out is None and sys.stdout.isatty()  # a caller's `out` gets plain lines
         self.status = ""  # the last fault line, shown in the progress line
         self._hub_count: str = "-"
         self._out = out or (lambda text: print(text, flush=True))
         self.finished = threading.Event()
+        self.faults_seen: list[tuple[Fault, str, float]] = []  # (fault, "begin"/"end", wall time)
+        self.until: float | None = None
+        # A hall's queue system is one server with a few connections, not one per window: with
+        # thousands of windows, a slow gateway then shows as windows falling behind, not as
+        # thousands of requests timing out and retried at once.
+        self._connections = Connections(QUEUE_CONNECTIONS)
+        self._phones = Phones(PHONE_WORKERS)
+        self._phone_page = Phone(sc.lang)  # how a phone opens the page and sends its rating
 
     def say(self, text: str) -> None:
         if self.tty:
@@ -206,10 +288,12 @@ class Sim:
                   **({"preset": sc.preset} if sc.preset else {"default_rule": sc.rule})}
         self.hall.start(seats, gateway_settings={
             "session_ttl_s": sc.session_ttl_s, "retry_min_s": 0.2, "retry_max_s": 2.0,
-            "registry_sweep_s": 1.0}, region=region, hall_name=sc.hall_name)
-        for seat in seats:
+            "registry_sweep_s": 1.0, **self.gateway_settings}, region=region, hall_name=sc.hall_name)
+        for i, seat in enumerate(seats, 1):
             self.hall.add_device(seat, {"lang": sc.lang, "session_ttl_s": sc.session_ttl_s,
                                         "invite": sc.invite, "health_s": 60})
+            if len(seats) >= BIG_HALL and i % BIG_HALL == 0:
+                self.say(f"  devices started {i}/{len(seats)}")
         for seat in seats:
             seat.device.wait_for(lambda d=seat.device: any(e.name == "online" for e in d.events), 30,
                                  "online")
@@ -237,7 +321,8 @@ class Sim:
         return not stop.is_set()
 
     # -- the queue system
-    def _post(self, kind: str, visit: Visit, t: float, stop: threading.Event) -> dict | None:
+    def _post(self, kind: str, visit: Visit, t: float, stop: threading.Event,
+              timing: VisitTiming | None = None) -> dict | None:
         gw = self.hall.gateway
         assert gw is not None
         matter = self.sc.matters[visit.matter]
@@ -247,13 +332,23 @@ class Sim:
                     matter_name=matter.name, unit=matter.unit)
         deadline = time.monotonic() + QUEUE_RETRY_S
         while True:
+            if not self._connections.take():
+                return None  # the run stopped
             try:
+                if timing is not None and timing.sent_s is None:
+                    timing.sent_s = time.monotonic() - timing.posted
                 return gw.post_event(**body)
             except (httpx.HTTPError, RuntimeError) as exc:
-                if time.monotonic() > deadline or stop.is_set():
-                    self.say(f"  ! window {visit.window}: the gateway did not take {kind} of {visit.ticket}: {exc}")
-                    return None
-                stop.wait(0.5)
+                error = exc
+            finally:
+                self._connections.give_back()
+            if stop.is_set():
+                return None
+            if time.monotonic() > deadline:
+                self.say(f"  ! window {visit.window}: the gateway did not take {kind} of {visit.ticket}: "
+                         f"{type(error).__name__} {error}")
+                return None
+            stop.wait(0.5)
 
     # -- the citizens
     def _window_loop(self, window: str, stop: threading.Event) -> None:
@@ -268,9 +363,11 @@ class Sim:
             else:
                 self._visit(seat, item, stop)
 
-    def _record(self, line: str) -> None:
+    def _record(self, line: str) -> int:
+        """-> the line's index in the log (a phone adds its outcome to it later)."""
         with self.tally.lock:
             self.tally.log.append(line)
+            return len(self.tally.log) - 1
 
     def _visit(self, seat: Seat, v: Visit, stop: threading.Event) -> None:
         if not self._sleep_until(v.start_s, stop):
@@ -284,26 +381,32 @@ class Sim:
         if not self._sleep_until(v.end_s, stop, hurry=True):
             return
         t = time.monotonic()
-        answer = self._post("finished", v, min(v.end_s, max(v.start_s, self.sim_now())), stop)
+        timing = VisitTiming(v.window, self.real_at(v.end_s), t, None)
+        with self.tally.lock:
+            self.tally.timings.append(timing)
+            self.tally.behind[v.window] = t - timing.planned
+        answer = self._post("finished", v, min(v.end_s, max(v.start_s, self.sim_now())), stop, timing)
         if answer is None:
             return
+        timing.answered_s = time.monotonic() - t
         with self.tally.lock:
             self.tally.services += 1
         session = answer.get("session")
         try:
-            seat.device.wait_event("session", lambda d: d.get("op") == "open" and d.get("sess") == session,
-                                   PROMPT_WAIT_S, after=t)
+            e = seat.device.wait_event("session", lambda d: d.get("op") == "open" and d.get("sess") == session,
+                                       PROMPT_WAIT_S, after=t)
+            timing.prompt_s = e.at - t
         except TimeoutError:
             with self.tally.lock:
                 self.tally.no_prompt += 1
             self._record(f"{v.window} {v.ticket} {v.staff} no prompt ({v.action} planned)")
             return
-        if v.action in ("walk_away", "qr"):
+        if v.action == "qr":
+            self._scan(seat, v, session, e.at)
+            return
+        if v.action == "walk_away":
             with self.tally.lock:
-                if v.action == "qr":
-                    self.tally.qr += 1
-                else:
-                    self.tally.walked_away += 1
+                self.tally.walked_away += 1
             self._record(f"{v.window} {v.ticket} {v.staff} {v.action}")
             return
         if stop.wait(v.press_after_s / self.sc.speed):
@@ -316,16 +419,67 @@ class Sim:
         self._record(f"{v.window} {v.ticket} {v.staff} {v.action} {v.score}"
                      f"{'' if pressed else ' (not taken)'}")
 
+    # -- the QR citizens' phones
+    def _scan(self, seat: Seat, v: Visit, session: str | None, prompt_at: float) -> None:
+        """Read the QR code off the device (its `display`) and hand the phone its job, due
+        `v.press_after_s` of hall time after the prompt; the window goes on to its next citizen.
+        The device's session times out meanwhile (nobody presses): the hub's supplementary
+        rating (补充评价) rates the service."""
+        with self.tally.lock:
+            self.tally.qr += 1
+        shown: list[str] = []
+
+        def qr_of_this_service() -> bool:  # the display follows the session event on the real device
+            url = seat.device.display.get("qr")
+            try:
+                if url and "/r/" in url and read_phone_token(url.rsplit("/r/", 1)[1])["svc"] == session:
+                    shown.append(url)
+                    return True
+            except (ProtocolError, KeyError, TypeError):
+                pass
+            return False
+
+        try:
+            seat.device.wait_for(qr_of_this_service, PROMPT_WAIT_S, "the QR code of the prompt")
+        except TimeoutError:
+            with self.tally.lock:
+                self.tally.phone_refused["no QR code"] = self.tally.phone_refused.get("no QR code", 0) + 1
+            self._record(f"{v.window} {v.ticket} {v.staff} qr {v.score} (no QR code shown)")
+            return
+        assert v.score is not None
+        line = self._record(f"{v.window} {v.ticket} {v.staff} qr {v.score}")
+        url, score = shown[0], v.score
+        self._phones.add(prompt_at + v.press_after_s / self.sc.speed,
+                         lambda: self._phone(v, url, score, line))
+
+    def _phone(self, v: Visit, url: str, score: int, line: int) -> None:
+        try:
+            outcome = self._phone_page.rate(url, score)
+        except Exception as exc:  # noqa: BLE001  # a bug here must not end the phone's thread
+            outcome = f"error {type(exc).__name__}"
+        with self.tally.lock:
+            t = self.tally
+            if outcome == "stored":
+                claims = read_phone_token(url.rsplit("/r/", 1)[1])
+                t.phone_rated.append(PhoneRated(claims["hall"], claims["svc"], v.window, v.ticket, score,
+                                                time.time()))
+            else:
+                t.phone_refused[outcome] = t.phone_refused.get(outcome, 0) + 1
+            t.log[line] += f" (phone: {outcome})"
+
     def _press(self, seat: Seat, score: int | str, session: str | None) -> Pressed | None:
-        t = time.monotonic()
+        t, wall = time.monotonic(), time.time()
         try:
             seat.device.tap(score)
             e = seat.device.wait_event("rating", timeout=RATING_WAIT_S, after=t)
-        except (TimeoutError, RuntimeError, OSError):
+        except (TimeoutError, RuntimeError, OSError) as exc:
             with self.tally.lock:
                 self.tally.not_taken += 1
+                if isinstance(exc, TimeoutError):  # the device may still store it: `_late_presses`
+                    self.tally.unconfirmed.append((seat.window, t, wall, score))
             return None
-        p = Pressed(seat.device_id, e.data["n"], e.data["score"], e.data.get("sess"))
+        p = Pressed(seat.device_id, e.data["n"], e.data["score"], e.data.get("sess"), at=wall,
+                    stored_s=e.at - t)
         with self.tally.lock:
             self.tally.pressed.append(p)
         return p
@@ -350,12 +504,18 @@ class Sim:
 
     # -- faults
     def _fault_actions(self) -> list[tuple[float, str, Fault]]:
+        """Begins and ends in time order. At one moment a fault that lasted ends before another
+        begins; a fault with no duration (`for` 0: a restart at once) begins, then ends."""
         actions = []
         for f in self.sc.faults:
             actions.append((f.at_s, "begin", f))
             if f.kind != "clock_jump" or f.for_s:
                 actions.append((f.at_s + f.for_s, "end", f))
-        return sorted(actions, key=lambda a: (a[0], a[1] == "begin"))
+
+        def order(a: tuple[float, str, Fault]) -> tuple[float, int]:
+            return a[0], 1 if a[1] == "begin" else (2 if a[2].for_s == 0 else 0)
+
+        return sorted(actions, key=order)
 
     def _fault_loop(self, stop: threading.Event) -> None:
         h = self.hall
@@ -366,6 +526,7 @@ class Sim:
             if not self._sleep_until(at, stop):
                 return
             seat = h.seats.get(f.device) if f.device else None
+            began = time.time()
             try:
                 if f.kind == "broker_restart":
                     if phase == "begin":
@@ -398,6 +559,7 @@ class Sim:
             except (RuntimeError, OSError) as exc:
                 self.say(f"  ! fault {f.kind} {phase}: {exc}")
                 continue
+            self.faults_seen.append((f, phase, began if phase == "begin" else time.time()))
             what = f.kind.replace("_", " ") + (f" (window {f.device})" if f.device else "")
             if f.kind == "clock_jump":
                 what += f" {f.jump_s:+g} s"
@@ -414,8 +576,10 @@ class Sim:
     def _progress(self) -> str:
         t = self.tally
         share = "" if math.isinf(self.sc.open_s) else f" {min(100, int(100 * self.sim_now() / self.sc.open_s)):3d}%"
+        behind = max(t.behind.values(), default=0.0)
         return (f"[{self._clock()}{share}] services {t.services}  pressed {len(t.pressed)}  "
-                f"walked away {t.walked_away}  qr {t.qr}  no prompt {t.no_prompt}  at the hub {self._hub_count}"
+                f"walked away {t.walked_away}  qr {t.qr} (phone {len(t.phone_rated)})  no prompt {t.no_prompt}  at the hub {self._hub_count}"
+                f"{f'  behind {behind:.0f} s' if behind >= 1 else ''}"
                 f"{'  | ' + self.status if self.status else ''}")
 
     def _hub_ratings_now(self) -> None:
@@ -433,8 +597,11 @@ class Sim:
     def watch(self, final: bool = False) -> None:
         """Called about twice a second while the hall runs, and once more (`final`) after it drained."""
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, until: float | None = None) -> None:
+        """Play the day. `until`: real seconds after which the citizens stop, played or not (a
+        hall that fell behind its plan would otherwise run on); the rest count as not played."""
         self.t0 = time.monotonic()
+        self.until = until
         threads = [threading.Thread(target=self._window_loop, args=(w.id, stop), daemon=True)
                    for w in self.sc.windows]
         threads.append(threading.Thread(target=self._fault_loop, args=(stop,), daemon=True))
@@ -442,6 +609,7 @@ class Sim:
             th.start()
         last_hub = 0.0
         closed_at = None
+        last_line = self.t0
         while any(th.is_alive() for th in threads) and not stop.is_set():
             now = time.monotonic()
             if self.closing.is_set() and closed_at is None:
@@ -449,6 +617,9 @@ class Sim:
                 self._say_closing()
             if closed_at is not None and now - closed_at > CLOSE_S:
                 self.say(f"  ! the counters did not finish in {CLOSE_S:g} s: stopping them")
+                break
+            if until is not None and now - self.t0 >= until:
+                self.say(f"  stopping the citizens at {until:g} s (the plan is not played to its end)")
                 break
             if now - last_hub >= 2.0:
                 last_hub = now
@@ -458,11 +629,12 @@ class Sim:
             if self.tty:
                 sys.stdout.write("\r\x1b[K" + line[:200])
                 sys.stdout.flush()
-            elif int(now - self.t0) % 10 == 0 and now - self.t0 >= 1 and now - getattr(self, "_last_line", 0) >= 5:
-                self._last_line = now
+            elif now - last_line >= 10:
+                last_line = now
                 self._out(line)
             stop.wait(PROGRESS_S)
         stop.set()
+        self._connections.close()
         if self.tty:
             sys.stdout.write("\n")
         if self.closing.is_set() and closed_at is None:  # the counters were free: all ended at once
@@ -496,13 +668,41 @@ class Sim:
             pending = gw.status()["outbox"].get("pending", 0)
         except (httpx.HTTPError, OSError):
             return False
-        return ratings >= len(self.tally.pressed) and services >= self.tally.services and pending == 0
+        # phone ratings count in the statistics too (docs/phone.md)
+        return (ratings >= len(self.tally.pressed) + len(self.tally.phone_rated)
+                and services >= self.tally.services and pending == 0)
+
+    def _late_presses(self) -> None:
+        """A press the device confirmed only after RATING_WAIT_S (a slow or starved device) is
+        stored all the same and must reach the hub: its `rating` event, the first after the tap
+        not claimed by another press, joins the presses."""
+        t = self.tally
+        claimed = {p.id for p in t.pressed}
+        still = []
+        for window, tap, wall, score in t.unconfirmed:
+            seat = self.hall.seats[window]
+            for e in list(seat.device.events):
+                if e.name == "rating" and e.at >= tap and f"{seat.device_id}:{e.data['n']}" not in claimed:
+                    p = Pressed(seat.device_id, e.data["n"], e.data["score"], e.data.get("sess"), at=wall,
+                                stored_s=e.at - tap, late=True)
+                    t.pressed.append(p)
+                    claimed.add(p.id)
+                    t.confirmed_late += 1
+                    break
+            else:
+                still.append((window, tap, wall, score))
+        t.unconfirmed = still
 
     def finish(self) -> Reconciliation:
         h = self.hall
         assert h.hub is not None and h.broker is not None and h.gateway is not None
         self._ensure_up()
         played_s = min(self.sim_now(), self.sc.open_s)
+        if self.plan is not None:
+            self.tally.not_played = self.plan.count - len(self.tally.timings)
+        if not self._phones.finish(PHONE_DRAIN_S):
+            self.say(f"  ! phones still sending after {PHONE_DRAIN_S:g} s: not counted")
+        self._late_presses()
         self.say(f"\nwaiting for the last ratings to reach the hub (up to {DRAIN_S:g} s) ...")
         began = time.monotonic()
         deadline = began + DRAIN_S
@@ -512,16 +712,25 @@ class Sim:
             drained = self._drained()
         self.say(f"  drained in {time.monotonic() - began:.1f} s" if drained else
                  f"  not drained after {DRAIN_S:g} s: what has not reached the hub counts as lost")
+        self._late_presses()
         self.watch(final=True)
+        with self.tally.lock:
+            phone_rated = list(self.tally.phone_rated)
         result = reconcile(h.hub, self.sc.hall, [s.device_id for s in h.seats.values()], self.tally.pressed,
-                           self.tally.services, self.service_days())
+                           self.tally.services, self.service_days(), phone_rated=phone_rated)
         h.stop_all()
         t = self.tally
         self.say("\nreconciliation (asked of the hub):")
         citizens = (f"planned       {self.plan.count}" if self.plan is not None
                     else f"called        {t.came}")
         self.say(f"  citizens {citizens} (walked away {t.walked_away}, used the QR code "
-                 f"{t.qr}, no prompt {t.no_prompt}, press not taken {t.not_taken})")
+                 f"{t.qr}, no prompt {t.no_prompt}, press not taken {t.not_taken - t.confirmed_late}"
+                 f"{f', confirmed late {t.confirmed_late}' if t.confirmed_late else ''}"
+                 f"{f', not played {t.not_played}' if t.not_played else ''})")
+        if t.qr:
+            refused = ", ".join(f"{k} {v}" for k, v in sorted(t.phone_refused.items()))
+            self.say(f"  phone page             {len(phone_rated)} of {t.qr} QR citizens rated (stored: 303)"
+                     f"{f'; not rated: {refused}' if refused else ''}")
         self.say(f"  fraud                  staff pressed for the citizen {t.staff_presses}, "
                  f"burst presses {t.burst_presses}")
         for line in report_lines(result):

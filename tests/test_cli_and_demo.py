@@ -63,10 +63,18 @@ def test_demo_hall_is_the_sim_scenario_with_the_demo_options():
     assert [w.id for w in demo_scenario(devices=2).windows] == ["1", "2"]
     bad = _run("demo", "--devices", "51")
     assert bad.returncode == 2 and "--devices must be 1..50" in bad.stderr
+    assert demo_scenario(qr_share=0.5).citizens.qr_share == 0.5 and sc.citizens.qr_share < 0.5
+    too_many = _run("demo", "--qr-share", "0.9")  # with the 12 % who walk away: more than everyone
+    assert too_many.returncode == 2 and too_many.stdout == ""
+    assert too_many.stderr.strip() == ("hcp demo: --qr-share must be 0..0.88 (the demo hall's citizens "
+                                       "who do not rate are 0.12)")
 
 
 RATING_LINE = re.compile(r"^\d\d:\d\d:\d\d  window +(\d+)  ticket [A-Z]\d{3}  staff S\d+ \S+  [1-5] \S+  "
                          r"\[D(\d+):\d+, signature verified\]", re.M)
+# the staff member is "?" when the phone's rating reached the hub before the hall's service did
+PHONE_LINE = re.compile(r"^\d\d:\d\d:\d\d  window +(\d+)  service [0-9a-f]+  staff (?:S\d+ \S+|\?)  ([1-5]) \S+  "
+                        r"\[phone page, phone:demo-hall:[0-9a-f]+:supplementary\]", re.M)
 
 
 def _figure(out: str, name: str) -> int:
@@ -80,15 +88,29 @@ def _leftovers(workdir: Path) -> str:
 
 
 def test_demo_shows_ratings_arriving_and_reconciles(tmp_path: Path):
+    import itertools
+
+    from simulator.demo import demo_scenario
+    from simulator.plan import draw
     workdir = tmp_path / "demo"
-    out = _run("demo", "--devices", "2", "--duration", "6", "--pace", "3", "--workdir", str(workdir),
-               timeout=120)
+    # seed 16 with half the citizens on the QR code: window 1's first citizen scans it, window 2's
+    # first two press, both called in the first 3 s
+    first = {w: list(itertools.islice(visits, 2))
+             for w, visits in draw(demo_scenario(devices=2, seed=16, pace=3, qr_share=0.5)).items()}
+    assert first["1"][0].action == "qr" and [v.action for v in first["2"]] == ["press", "press"]
+    assert first["2"][1].start_s < 3 * 3 * 30  # 3 real seconds at pace 3 (the hall's clock at 90x)
+    out = _run("demo", "--devices", "2", "--duration", "6", "--pace", "3", "--seed", "16", "--qr-share", "0.5",
+               "--workdir", str(workdir), timeout=120)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text
     # each rating printed as the hub has it, from the devices of the two windows
     arrived = RATING_LINE.findall(out.stdout)
     assert len(arrived) >= 2, text
     assert all(window == device for window, device in arrived) and {w for w, _ in arrived} <= {"1", "2"}, text
+    # and each phone page rating, from the QR citizens (window 1's first one at least)
+    phoned = PHONE_LINE.findall(out.stdout)
+    assert "1" in {w for w, _ in phoned} and {w for w, _ in phoned} <= {"1", "2"}, text
+    assert re.search(rf"^  rated by phone +{len(phoned)} \(at the hub {len(phoned)}\)$", text, re.M), text
     # the reconciliation asked of the hub: every press there, once; every service too
     assert "reconciliation (asked of the hub)" in text
     assert _figure(text, "presses stored") == _figure(text, "ratings at the hub") == len(arrived), text

@@ -5,6 +5,7 @@ draws the same citizens."""
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 import tomllib
@@ -60,6 +61,10 @@ def _with(old: str, new: str) -> str:
     (_with('speed = 30', 'speed = 30\nsped = 2'), "scenario: unknown key(s) sped"),
     (_with('session_ttl = "30s"', 'session_ttl = "2s"'), "hall.session_ttl: '2s' must be between 5 s"),
     (_with('[[fault]]\nkind = "broker_restart"', '[[fault]]\nkind = "wifi_flap"'), "fault[0]: a wifi_flap needs the window"),
+    (GOOD + '\n[[window]]\nid = 4\ncount = 3\nstaff = "S01"\n', "window[6].id: window '4' is listed twice"),
+    (GOOD + '\n[[window]]\nid = "A"\ncount = 2\nstaff = "S01"\n',
+     "window[6].id: with count = 2 the id is the first window's number"),
+    (GOOD + '\n[[window]]\nid = 7\ncount = 0\nstaff = "S01"\n', "window[6].count: must be an integer in 1..10000"),
 ])
 def test_bad_scenario_names_the_place(text, message):
     with pytest.raises(ScenarioError) as err:
@@ -78,6 +83,33 @@ def test_cli_bad_scenario_is_exit_2_with_the_reason(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "hcp.cli", "sim", str(tmp_path / "none.toml")],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_cli_date_plays_another_day_with_the_same_citizens():
+    """`--date` moves the day (today and yesterday in China's time); the seed's citizens stay."""
+    from datetime import datetime, timedelta
+
+    from hub.default_rules import CHINA_TZ
+
+    def plan(*extra: str) -> dict:
+        out = subprocess.run([sys.executable, "-m", "hcp.cli", "sim", str(SMALL), "--plan", *extra],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    own, moved = plan(), plan("--date", "2026-12-01")
+    assert own["date"] == str(load(SMALL).day) != "2026-12-01" and moved["date"] == "2026-12-01"
+    assert moved["visits"] == own["visits"] and moved["visits"]
+    before = datetime.now(CHINA_TZ).date()
+    today, yesterday = plan("--date", "today")["date"], plan("--date", "yesterday")["date"]
+    after = datetime.now(CHINA_TZ).date()
+    assert today in (str(before), str(after))  # China's midnight may pass between the two
+    assert yesterday in (str(before - timedelta(days=1)), str(after - timedelta(days=1)))
+    for bad in ("2026-13-01", "tomorrow", ""):
+        out = subprocess.run([sys.executable, "-m", "hcp.cli", "sim", str(SMALL), "--plan", "--date", bad],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and out.stdout == ""
+        assert out.stderr.strip() == f"hcp sim: --date {bad!r} is not YYYY-MM-DD, today or yesterday"
 
 
 # any value where the small scenario has one: the parser answers with a scenario or ScenarioError
@@ -157,6 +189,20 @@ def test_same_seed_same_citizens_other_seed_others():
     assert all(a[w] == b[w] for w in a)
 
 
+def test_duration_cuts_the_citizens_and_the_bursts_after_it():
+    """`--duration` plays the first part of the day: a burst planned later is not waited for (the
+    Jilin example's 16:30 burst kept a 20-minute run going for the rest of its day)."""
+    jilin = load(ROOT / "simulator" / "scenarios" / "jilin-city-hall.toml")
+    whole = make_plan(jilin)
+    assert [(w, len(b)) for w, b in whole.bursts.items() if b] == [("5", 1)]
+    burst_at = whole.bursts["5"][0].at_s
+    part = make_plan(replace(jilin, duration_s=burst_at - 1))
+    assert not any(part.bursts.values())
+    assert 0 < part.count < whole.count
+    assert all(v.start_s < burst_at - 1 for vs in part.visits.values() for v in vs)
+    assert make_plan(replace(jilin, duration_s=burst_at)).bursts == whole.bursts  # at its moment: played
+
+
 def test_a_hall_open_until_stopped_has_the_days_citizens_then_the_next_days():
     """`hcp demo`'s hall (days None): the first day's citizens are the one-day plan's, drawn as they
     come, and the next citizens are the next calendar day's, within its opening hours."""
@@ -187,3 +233,18 @@ def test_citizens_waiting_at_opening_are_served_first():
         assert vs[0].start_s == 0 and vs[1].start_s == vs[0].end_s  # the second waits for the first
     with pytest.raises(ScenarioError, match="citizens.waiting_at_opening: must be an integer"):
         parse(_with("no_rating = 0.15", "no_rating = 0.15\nwaiting_at_opening = -1"), "bad.toml")
+
+
+def test_window_count_stands_for_that_many_numbered_windows():
+    sc = parse(GOOD + '\n[[window]]\nid = 10\ncount = 3\ndevice = "lite"\nstaff = "S01"\n', "count.toml")
+    added = sc.windows[-3:]
+    assert [(w.id, w.device_id, w.device) for w in added] == [("10", "D10", "lite"), ("11", "D11", "lite"),
+                                                              ("12", "D12", "lite")]
+    assert len(sc.windows) == 9
+    # each is a window of its own, with the citizens it would have if written out alone
+    alone = parse(GOOD + '\n[[window]]\nid = "11"\ndevice = "lite"\nstaff = "S01"\n', "alone.toml")
+
+    def drawn(visits):
+        return [(v.start_s, v.end_s, v.action, v.score) for v in visits]
+    assert drawn(make_plan(sc).visits["11"]) == drawn(make_plan(alone).visits["11"])
+    assert drawn(make_plan(sc).visits["10"]) != drawn(make_plan(sc).visits["11"])
