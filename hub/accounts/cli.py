@@ -29,11 +29,15 @@ from .store import Accounts
 BY = "cli"  # the audit log's login for what the command line does
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def _database_options(parser: argparse.ArgumentParser, default: object = None) -> None:
     database = parser.add_mutually_exclusive_group()
-    database.add_argument("--db", dest="db_path", metavar="PATH",
+    database.add_argument("--db", dest="db_path", metavar="PATH", default=default,
                           help="SQLite file (HCP_HUB_DB_PATH, default var/hub.sqlite3)")
-    database.add_argument("--db-url", metavar="URL", help="PostgreSQL URL (HCP_HUB_DB_URL)")
+    database.add_argument("--db-url", metavar="URL", default=default, help="PostgreSQL URL (HCP_HUB_DB_URL)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _database_options(parser)
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     add = sub.add_parser("add", help="create an account")
@@ -56,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reset = sub.add_parser("reset-password", help="set a new password (the account's sessions end)")
     reset.add_argument("login")
     _password_options(reset)
+    for action in sub.choices.values():  # `users add --db …` as well as `users --db … add`
+        _database_options(action, default=argparse.SUPPRESS)
 
 
 def _password_options(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +71,8 @@ def _password_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> HubSettings:
+    if args.db_path is not None and args.db_url is not None:
+        raise ValueError("give the database once: --db PATH or --db-url URL")
     given = {}
     if args.db_path is not None:
         given = {"db_path": args.db_path, "db_url": ""}

@@ -35,3 +35,15 @@ async def visible_halls(principal: Principal) -> list[str] | None:
         return [scope.hall]  # type: ignore[list-item]
     halls = [h.hall for h in await _store(principal).halls(region=scope.region)]
     return [h for h in halls if scope.hall is None or h == scope.hall]
+
+
+async def visible_regions(principal: Principal) -> frozenset[str] | None:
+    """The region ids in the principal's scope: its region, or its hall's region now (none for a
+    hall in no region); None when neither limits it (every region)."""
+    scope = principal.scope
+    if principal.is_admin or (scope.region is None and scope.hall is None):
+        return None
+    if scope.region is not None:
+        return frozenset({scope.region})
+    record = await _store(principal).hall_region(scope.hall)  # type: ignore[arg-type]
+    return frozenset({record.region}) if record is not None else frozenset()

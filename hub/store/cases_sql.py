@@ -185,6 +185,7 @@ class CaseQuery:
     states: tuple[str, ...] = ()
     open: bool | None = None
     overdue: bool | None = None
+    due_by: datetime | None = None  # with overdue=True: overdue at this moment instead of now
     ledger: bool | None = None  # True: cases that went into the ledger (台账)
     opened_from: date | None = None  # days in China, both included
     opened_to: date | None = None
@@ -219,7 +220,10 @@ class CaseQuery:
             where.append(("" if self.open else "NOT ") + f"({a}{OPEN_STATES_SQL})")
         if self.overdue is not None:
             where.append(("" if self.overdue else "NOT ") + overdue_sql(a))
-            params += [cases.iso(now)] * 4
+            params += [cases.iso(self.due_by or now)] * 4
+            if self.due_by is not None:  # due by then, and not overdue yet
+                where.append("NOT " + overdue_sql(a))
+                params += [cases.iso(now)] * 4
         if self.ledger is not None:
             where.append(f"{a}ledger_until IS {'NOT ' if self.ledger else ''}NULL")
         if self.opened_from is not None and self.opened_from > date.min:  # date.min's 00:00 +08:00 is year 0 in UTC
@@ -236,12 +240,15 @@ class CaseQuery:
 
 def overdue_sql(a: str = "") -> str:
     """An open case with some step past its deadline and not done (four `now` parameters);
-    hub.cases.Case.overdue says the same in Python."""
+    hub.cases.Case.overdue says the same in Python. Never NULL: a step with no deadline (a
+    routed case's route_due, feedback_due before the fix) compares FALSE, not NULL, so that
+    `NOT overdue_sql` keeps those cases too."""
     return (f"({a}{OPEN_STATES_SQL} AND ("
-            f"({a}routed_at IS NULL AND {a}route_due <= ?) OR "
-            f"({a}contacted_at IS NULL AND {a}contact_due <= ?) OR "
-            f"({a}fixed_at IS NULL AND COALESCE({a}ledger_until, {a}fix_due) <= ?) OR "
-            f"({a}feedback_at IS NULL AND {a}feedback_due <= ?)))")
+            f"({a}routed_at IS NULL AND {a}route_due IS NOT NULL AND {a}route_due <= ?) OR "
+            f"({a}contacted_at IS NULL AND {a}contact_due IS NOT NULL AND {a}contact_due <= ?) OR "
+            f"({a}fixed_at IS NULL AND COALESCE({a}ledger_until, {a}fix_due) IS NOT NULL "
+            f"AND COALESCE({a}ledger_until, {a}fix_due) <= ?) OR "
+            f"({a}feedback_at IS NULL AND {a}feedback_due IS NOT NULL AND {a}feedback_due <= ?)))")
 
 
 def _now_text() -> str:
@@ -514,6 +521,8 @@ def put_rules(region: str, rules: CaseRules, actor: Actor) -> Tx[StoredRules]:
         raise CaseError(403, "case rules: only an operator or supervisor sets them")
     if actor.region is not None and actor.region != region:
         raise CaseError(403, f"case rules: region {region} is not in your scope")
+    if actor.role != cases.ADMIN and (actor.hall is not None or actor.unit is not None):
+        raise CaseError(403, "case rules: a region's; a person limited to a hall or a unit does not set them")
     if not (yield Sql("SELECT 1 FROM regions WHERE region = ?", (region,))):
         raise CaseError(404, f"no region {region}: create it with PUT /api/v1/regions/{region}")
     at = _now_text()

@@ -1,4 +1,4 @@
-"""The audit log page (auditors): the same filters and paging as GET /api/v1/audit."""
+"""The audit log page (auditors of the whole hub): the same filters and paging as GET /api/v1/audit."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..accounts.deps import require_page_role
 from ..accounts.model import Principal, Role
 from ..accounts.store import AuditQuery
 from ..api.deps import StoreDep
-from ..api.routes.audit import MAX_ID, TIME, page
+from ..api.routes.audit import MAX_ID, TIME, check_whole_hub, page
 from .templating import render
 
 PAGE_SIZE = 50
@@ -27,7 +27,7 @@ def _blank(value: str | None) -> str | None:
 
 @router.get("/audit")
 async def audit_page(request: Request, store: StoreDep,
-                     _: Annotated[Principal, Depends(require_page_role(Role.AUDITOR))],
+                     principal: Annotated[Principal, Depends(require_page_role(Role.AUDITOR))],
                      event: Annotated[str | None, Query(max_length=50)] = None,
                      login: Annotated[str | None, Query(max_length=64)] = None,
                      what: Annotated[str | None, Query(max_length=200)] = None,
@@ -35,6 +35,7 @@ async def audit_page(request: Request, store: StoreDep,
                      since: Annotated[str | None, Query(max_length=40)] = None,
                      until: Annotated[str | None, Query(max_length=40)] = None,
                      before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
+    check_whole_hub(principal)  # the whole hub's log: not for an auditor of one region, hall or unit
     filters = {"event": _blank(event), "login": _blank(login), "what": _blank(what), "record": _blank(record),
                "since": _blank(since), "until": _blank(until)}
     problems = [f"{name}: YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)" for name in ("since", "until")

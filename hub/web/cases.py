@@ -7,7 +7,7 @@ session's CSRF token; every action goes through the same store call as the JSON 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -130,6 +130,66 @@ async def case_list(request: Request, store: StoreDep, principal: Reader,
     return render(request, "cases/list.html", _context(
         rows=[(c, c.overdue(now), _next_deadline(c, now)) for c in found], total=total, form=form,
         next_link=next_link, overdue_count=overdue_count, states=cases.STATES))
+
+
+TO_DO_SHOWN = 10  # of each kind on the home page; the rest are a link away
+DUE_SOON_SCAN = 1000  # open cases due within a day looked at for the due-soon list
+
+
+@dataclass(frozen=True)
+class ToDo:
+    """A person's to-do on the home page: open cases in their scope with a step overdue, those
+    with a step due soon (the reminders' `due_soon`: its last day has begun, or 6 hours before an
+    hour limit), and for a supervisor the appeals waiting for them. Each list holds at most
+    TO_DO_SHOWN; the counts are all of them."""
+
+    overdue: list[tuple[Case, cases.Reminder]]  # newest case first, its earliest overdue step
+    overdue_count: int
+    due_soon: list[tuple[Case, cases.Reminder]]  # the soonest due first
+    due_soon_count: int
+    due_soon_more: bool  # more cases are due within a day than were looked at: the count is a floor
+    appeals: list[tuple[Case, str]]  # appeals this person may verify or decide now, oldest first, and which
+    appeals_count: int
+
+
+async def to_do_of(store, principal: Principal, now: datetime) -> ToDo | None:
+    """The to-do of a person who handles cases (None for other roles)."""
+    if not principal.has_role(*HANDLING):
+        return None
+    actor = await actor_of(principal)
+    open_late = CaseQuery(open=True, overdue=True, limit=TO_DO_SHOWN).seen_by(actor)
+    late, late_count = await store.list_cases(open_late, now)
+    overdue = []
+    for c in late:
+        steps = [r for r in cases.reminders_due(c, now) if r.kind == "overdue"]  # as the SQL found: one at least
+        if steps:
+            overdue.append((c, min(steps, key=lambda r: r.due_at)))
+    # every due-soon reminder is for a step due within a day: the cases not overdue now that are
+    # a day from now hold them all
+    within_a_day, near_count = await store.list_cases(
+        replace(open_late, due_by=now + timedelta(days=1), limit=DUE_SOON_SCAN), now)
+    soon = []
+    for c in within_a_day:
+        due = [r for r in cases.reminders_due(c, now) if r.kind == "due_soon"]
+        if due:
+            soon.append((c, min(due, key=lambda r: r.due_at)))
+    soon.sort(key=lambda item: (item[1].due_at, item[0].id))
+    appeals = []  # a supervisor's: appeals to verify or decide (not one's own: hub.cases.allowed_actions)
+    if principal.has_role(Role.SUPERVISOR):
+        waiting, _ = await store.list_cases(
+            CaseQuery(states=("appealed", "verified"), limit=DUE_SOON_SCAN).seen_by(actor), now)
+        for c in sorted(waiting, key=lambda c: c.id):
+            step = [a for a in cases.allowed_actions(c, actor) if a in ("verify", "decide")]
+            if step:
+                appeals.append((c, step[0]))
+    return ToDo(overdue, late_count, soon[:TO_DO_SHOWN], len(soon), near_count > len(within_a_day),
+                appeals[:TO_DO_SHOWN], len(appeals))
+
+
+async def home_context(store, principal: Principal) -> dict[str, Any]:
+    """What the home page shows of the cases: the person's to-do (`to_do`: None for a role that
+    handles no cases) and what its template needs."""
+    return _context(to_do=await to_do_of(store, principal, datetime.now(UTC)))
 
 
 def _next_deadline(case: Case, now: datetime) -> cases.DeadlineStatus | None:

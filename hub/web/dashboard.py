@@ -29,6 +29,7 @@ from ..api.deps import StoreDep
 from ..dashboard import (ALERT_KINDS, ADMIN, TARGET, LedgerChecker, Month, Viewer, breakdown, daily, device_overview,
                          key_label, ledger_status, visible_halls)
 from ..store import HubStore
+from ..store.cases_sql import CaseQuery
 from .templating import render as _render
 
 router = APIRouter(include_in_schema=False)
@@ -102,21 +103,12 @@ def ledger_checker(request: Request) -> LedgerChecker:
     return checker
 
 
-async def overdue_cases(store: HubStore, viewer: Viewer, limit: int = 20) -> dict | None:
-    """The overdue bad-review cases `viewer` sees, from the cases branch's store
-    (`list_cases(CaseQuery(overdue=True))`); None while this hub has no cases."""
-    if not hasattr(store, "list_cases"):
-        return None
-    from ..store.cases_sql import CaseQuery  # the cases branch (issue 7)
-    found, count = [], 0
-    scopes: list[dict[str, str]] = ([{}] if viewer.everything else
-                                    [{"region": r} for r in sorted(viewer.regions or ())]
-                                    if viewer.halls is None else [{"hall": h} for h in sorted(viewer.halls)])
-    for scope in scopes:
-        rows, total = await store.list_cases(CaseQuery(overdue=True, scope=scope, limit=limit))
-        found += rows
-        count += total
-    return {"cases": found[:limit], "total": count}
+async def overdue_cases(store: HubStore, viewer: Viewer, limit: int = 20) -> dict:
+    """The overdue bad-review cases in the halls `viewer` sees (a region's halls as they are now,
+    as the cases pages count them), newest first: {"cases": the first `limit`, "total"}."""
+    halls = None if viewer.everything else frozenset(h.hall for h in await visible_halls(store, viewer))
+    found, total = await store.list_cases(CaseQuery(overdue=True, scope_halls=halls, limit=limit))
+    return {"cases": found, "total": total}
 
 
 def _rate_chart(rows: list, title: str) -> str:

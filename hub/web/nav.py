@@ -16,12 +16,14 @@ class NavLink:
     label: str
     roles: frozenset[str]  # who sees the link (the admin token never signs in to pages)
     description: str = ""  # shown on the home page
+    whole_hub: bool = False  # only for people whose scope is the whole hub (the audit log)
 
 
 NAV: tuple[NavLink, ...] = (
     NavLink("/", "首页 Home", EVERYONE),
     NavLink("/audit", "审计日志 Audit log", frozenset({Role.AUDITOR}),
-            "登录、登出及个人信息查阅记录 · sign-ins, sign-outs and every read of a rater's personal data"),
+            "登录、登出及个人信息查阅记录 · sign-ins, sign-outs and every read of a rater's personal data",
+            whole_hub=True),
     NavLink("/dashboard", "运维看板 Dashboard", frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.AUDITOR}),
             "设备状态、评价率与满意度、账本校验 · devices, evaluation rate and satisfaction, ledger verification"),
     NavLink("/dashboard/bulletin", "月度通报 Bulletins", frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.AUDITOR}),
@@ -40,4 +42,5 @@ def links_for(principal: Principal | None) -> list[NavLink]:
     """The links `principal` may follow (none when signed out)."""
     if principal is None:
         return []
-    return [link for link in NAV if principal.has_role(*link.roles)]
+    return [link for link in NAV if principal.has_role(*link.roles)
+            and (principal.scope.whole_hub or principal.is_admin or not link.whole_hub)]

@@ -13,6 +13,7 @@ from ..accounts.deps import (CSRF_REFUSED, FormPrincipal, OptionalPrincipal, Pag
                              same_token)
 from ..api.deps import SettingsDep, StoreDep
 from ..config import HubSettings
+from .cases import home_context
 from .templating import render
 
 LOGIN_CSRF_COOKIE = "hcp_login_csrf"  # the sign-in form's CSRF token (double submit: cookie = field)
@@ -85,5 +86,6 @@ async def logout(request: Request, store: StoreDep, settings: SettingsDep, princ
 
 
 @router.get("/")
-async def home(request: Request, principal: PagePrincipal) -> Response:
-    return render(request, "home.html")
+async def home(request: Request, store: StoreDep, principal: PagePrincipal) -> Response:
+    """The pages the person may use, and for those who handle cases their to-do."""
+    return render(request, "home.html", await home_context(store, principal))

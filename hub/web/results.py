@@ -21,7 +21,7 @@ from fastapi.responses import Response
 
 from ..api.deps import SettingsDep, StoreDep
 from ..dashboard import TARGET, Month
-from ..results import hall_results, has_cases, month_results
+from ..results import hall_results, month_results
 from .templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -85,8 +85,7 @@ async def results(request: Request, store: StoreDep, month: MonthQuery = None) -
 
     async def make() -> Response:
         return render(request, "results/index.html", {"month": m, "regions": await month_results(store, m),
-                                                      "target": TARGET, "cases": has_cases(store),
-                                                      "principal": None})
+                                                      "target": TARGET, "principal": None})
     return await _cached(request, ("index", str(m)), m, make)
 
 
@@ -101,5 +100,5 @@ async def hall(request: Request, store: StoreDep, settings: SettingsDep, hall: s
             return render(request, "results/missing.html", {"month": m, "principal": None},
                           status_code=status.HTTP_404_NOT_FOUND)
         return render(request, "results/hall.html", {"month": m, "r": found, "target": TARGET,
-                                                     "cases": has_cases(store), "principal": None})
+                                                     "principal": None})
     return await _cached(request, ("hall", hall, str(m)), m, make)

@@ -9,11 +9,14 @@ Fixtures:
 - `page`: a fresh context (own cookies) and page per test, 1280x800 unless the test is marked
   `@pytest.mark.viewport(width, height)` (a phone: 390, 844). `page.base_url` is the hub.
 - `shot(name)`: a full-page screenshot of `page`, kept as a test artifact in
-  test-artifacts/browser/<test>/NN-name.png (git-ignored); a failing test gets one too.
+  test-artifacts/browser/<module>.<test>/NN-name.png (git-ignored; `HCP_TEST_ARTIFACTS` moves
+  test-artifacts/ elsewhere); a failing test gets `failed.png` too. Each test's folder is emptied
+  when it starts and kept after the run (tests/README.md, "Artifacts").
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -27,7 +30,8 @@ from tests.fixtures.hub import ADMIN_TOKEN
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("HCP_TEST_ARTIFACTS") or ROOT / "test-artifacts") / "browser"
 _SAFE = re.compile(r"[^\w.-]+")  # what may stay in an artifact's file name
 DEFAULT_TIMEOUT_MS = 15_000  # one action or wait; a loaded 2-core machine needs slack
 
@@ -77,7 +81,8 @@ def hub_process(tmp_path: Path) -> Iterator[HubProcess]:
         hub.close()
 
 
-def _artifact_dir(item: pytest.Item) -> Path:
+def artifact_dir(item: pytest.Item) -> Path:
+    """A test's artifacts folder: test-artifacts/browser/<module>.<test name>/."""
     name = _SAFE.sub("_", item.nodeid.split("::", 1)[-1])[:120]
     return ARTIFACTS / f"{Path(item.fspath).stem}.{name}"
 
@@ -90,7 +95,7 @@ def page(request: pytest.FixtureRequest, browser, hub_process: HubProcess):
                                   locale="zh-CN")
     context.set_default_timeout(DEFAULT_TIMEOUT_MS)
     the_page = context.new_page()
-    folder = _artifact_dir(request.node)
+    folder = artifact_dir(request.node)
     shutil.rmtree(folder, ignore_errors=True)
     the_page.artifact_dir = folder  # type: ignore[attr-defined]
     try:

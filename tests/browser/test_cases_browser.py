@@ -1,8 +1,12 @@
 """Bad-review cases in Chromium against the real hub process (issue 7's browser tests): a unit
-handler moves a case through its states to closed; a handler appeals and a supervisor verifies and
-decides it. Screenshots of each step in test-artifacts/browser/."""
+handler moves a case through its states to closed; a handler finds an overdue case on the home
+page's to-do and appeals it, and a supervisor verifies and decides it. Screenshots of each step in test-artifacts/browser/."""
 
 from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import UTC, datetime, timedelta
 
 from playwright.sync_api import expect
 
@@ -77,8 +81,17 @@ def test_an_appeal_is_decided_by_a_supervisor(page, hub_process, shot):
     create_user(hub_process, "wang", "handler", name="王芳", unit=UNIT)
     create_user(hub_process, "chen", "supervisor", name="陈督办")
     bad_rating(hub_process, score=1)
+    past = (datetime.now(UTC) - timedelta(days=1)).isoformat(timespec="milliseconds")
+    with sqlite3.connect(hub_process.db_path) as db:  # as if opened a week ago: the call is overdue
+        db.execute("UPDATE cases SET contact_due = ? WHERE id = 1", (past,))
     sign_in(page, "wang", PASSWORD)
-    page.goto("/cases/1")
+    to_do = page.get_by_test_id("to-do")  # the home page: the handler's to-do
+    expect(to_do.locator("tbody tr")).to_have_count(1)
+    expect(to_do.locator("tbody tr")).to_contain_text("已逾期 overdue")
+    expect(to_do.locator("tbody tr")).to_contain_text("联系评价人 contact")
+    shot("home-to-do-overdue")
+    to_do.get_by_role("link", name="#1").click()
+    expect(page).to_have_url(re.compile(r"/cases/1$"))
     act(page, "申诉 appeal", {"说明 Note（必填 required）": "评价人当场表示误按了按键"})
     expect(page.get_by_test_id("case-state")).to_have_text("申诉中 appealed")
     expect(page.get_by_role("group", name="核实 verify the appeal")).to_have_count(0)  # not for a handler
@@ -88,7 +101,12 @@ def test_an_appeal_is_decided_by_a_supervisor(page, hub_process, shot):
     sign_in(page, "chen", PASSWORD)
     page.goto("/cases?state=appealed")
     expect(page.get_by_test_id("case-table").locator("tbody tr")).to_have_count(1)
-    page.get_by_role("link", name="#1").click()
+    page.goto("/")  # the supervisor's to-do: the appeal to verify
+    appeal = page.get_by_test_id("to-do").locator('tr[data-kind="appeal"]')
+    expect(appeal).to_have_count(1)
+    expect(appeal).to_contain_text("核实 verify the appeal")
+    shot("home-to-do-appeal")
+    appeal.get_by_role("link", name="#1").click()
     act(page, "核实 verify the appeal", {"核实情况 Findings（必填 required）": "调阅窗口录像，评价人确系误按"},
         {"核实方式 Method": "records"})
     expect(page.get_by_test_id("case-state")).to_have_text("已核实 verified")
@@ -103,3 +121,5 @@ def test_an_appeal_is_decided_by_a_supervisor(page, hub_process, shot):
     expect(decision).to_contain_text("rating:D07:1")
     shot("decided-not-adopted")
     assert hub_process.rating("D07", 1)["score"] == 1  # the rating stays in the ledger as it was
+    page.goto("/")  # a decided case is no one's to-do
+    expect(page.get_by_test_id("to-do-none")).to_be_visible()

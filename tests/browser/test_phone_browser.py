@@ -1,9 +1,13 @@
 """A citizen rates a service on the phone page in Chromium with a phone's viewport (390x844),
 with JavaScript off (the page needs none), against the real hub process, and the rating is at
-the hub. Screenshots are kept in test-artifacts/browser/test_phone_browser/."""
+the hub. Then the page is measured in the same viewport: every target at least 44 CSS px each way,
+every input labelled, readable contrast of the computed colours (tests/hub/test_contrast.py
+checks every colour pair of the stylesheet). Screenshots are kept in
+test-artifacts/browser/test_phone_browser.<test>/ (tests/README.md, "Artifacts")."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +16,9 @@ import pytest
 from simulator.services import HubProcess
 from tests.fixtures.hub import ADMIN_TOKEN
 from tests.fixtures.phone import PhoneHub, write_key_file
+from tests.fixtures.wcag import contrast
 
-from .conftest import ARTIFACTS, DEFAULT_TIMEOUT_MS
+from .conftest import DEFAULT_TIMEOUT_MS, artifact_dir
 
 MOBILE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True,
           "has_touch": True}
@@ -42,24 +47,31 @@ def phone(tmp_path: Path) -> Iterator[PhoneHub]:
 
 
 @pytest.fixture
-def artifacts() -> Path:
-    folder = ARTIFACTS / "test_phone_browser"
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    """This test's artifacts folder (the `page` fixture's convention, tests/browser/conftest.py)."""
+    folder = artifact_dir(request.node)
+    shutil.rmtree(folder, ignore_errors=True)  # this run's screenshots only
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def _luminance(rgb: tuple[int, int, int]) -> float:
-    def channel(c: int) -> float:
-        c = c / 255
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-    r, g, b = (channel(c) for c in rgb)
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+TARGET_PX = 44  # WCAG 2.5.5 (AAA, "Target Size (Enhanced)"): at least 44 by 44 CSS px
+# Every target a person taps: links (but those inside a sentence, which 2.5.5 exempts: the error
+# summary's), buttons, the whole labelled boxes of the choices, text fields.
+TARGETS = ("a:not(.summary a), button, label.choice, "
+           "input:not([type=hidden]):not([type=radio]):not([type=checkbox]), textarea")
+MEASURE = """sel => [...document.querySelectorAll(sel)].map(e => {
+    const r = e.getBoundingClientRect();
+    const what = e.tagName + (e.className ? '.' + e.className : '') + ' '
+                 + (e.name || e.textContent.trim().slice(0, 20));
+    return {what, width: r.width, height: r.height};
+})"""
 
 
-def contrast(a: str, b: str) -> float:
-    """WCAG contrast ratio of two CSS rgb() colours."""
-    la, lb = (_luminance(tuple(int(x) for x in c[c.index("(") + 1:c.index(")")].split(",")[:3])) for c in (a, b))
-    return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
+def small_targets(page) -> list[dict]:
+    found = page.evaluate(MEASURE, TARGETS)
+    assert found, "nothing measured"
+    return [t for t in found if t["width"] < TARGET_PX or t["height"] < TARGET_PX]
 
 
 def test_a_citizen_rates_on_the_phone_page(browser, phone, artifacts):
@@ -108,11 +120,11 @@ def test_a_citizen_rates_on_the_phone_page(browser, phone, artifacts):
         page = context.new_page()
         page.goto(f"{phone.hub.url}/r/{phone.token('svc-measure')}")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
-        heights = page.eval_on_selector_all("label.choice, button, nav.langs a",
-                                            "els => els.map(e => e.getBoundingClientRect().height)")
-        assert heights and min(heights) >= 44, heights
-        widths = page.eval_on_selector_all("label.choice, button", "els => els.map(e => e.getBoundingClientRect().width)")
-        assert min(widths) >= 44, widths
+        assert page.evaluate("window.innerWidth") == 390
+        assert small_targets(page) == []
+        # a radio button or box is tapped through its whole labelled box (measured above)
+        assert page.eval_on_selector_all("input[type=radio], input[type=checkbox]",
+                                         "els => els.filter(e => !e.closest('label.choice')).length") == 0
         colours = page.evaluate("""() => {
             const s = e => getComputedStyle(document.querySelector(e));
             return {text: s('body').color, back: s('body').backgroundColor, hint: s('.hint').color,
@@ -128,6 +140,13 @@ def test_a_citizen_rates_on_the_phone_page(browser, phone, artifacts):
         page.goto(f"{phone.hub.url}/r/{phone.token('svc-measure')}?lang=ug")
         assert page.evaluate("getComputedStyle(document.body).direction") == "rtl"
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert small_targets(page) == []
         page.screenshot(path=str(artifacts / "phone-form-ug.png"), full_page=True)
+        page.locator("input[name=score][value='4']").check()  # the overall rating: 满意
+        page.get_by_role("button").click()
+        page.wait_for_url("**sent=supplementary**")
+        assert page.locator("a.button").count() == 1  # the thanks page's link to the follow-up
+        assert small_targets(page) == []
+        page.screenshot(path=str(artifacts / "phone-thanks-ug.png"), full_page=True)
     finally:
         context.close()

@@ -124,9 +124,13 @@ def test_cli_bootstraps_the_first_account(hub_db, tmp_path, capsys):
     assert "exists already" in capsys.readouterr().err
     assert hcp(["hub", "users", *db, "add", "--login", "h", "--name", "x", "--role", "handler", "--generate"]) == 1
     assert "unit" in capsys.readouterr().err
-    assert hcp(["hub", "users", *db, "disable", "first"]) == 0
+    assert hcp(["hub", "users", "disable", *db, "first"]) == 0  # the database after the action, as docs write it
     assert hcp(["hub", "users", *db, "list"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].endswith("disabled")
+    with pytest.raises(SystemExit):  # one database, not two
+        hcp(["hub", "users", "list", "--db", "a.sqlite3", "--db-url", "postgresql://h/d"])
+    assert hcp(["hub", "users", "--db", "a.sqlite3", "list", "--db-url", "postgresql://h/d"]) == 2
+    assert "give the database once" in capsys.readouterr().err
     assert hcp(["hub", "users", *db, "enable", "nobody"]) == 1
     assert hcp(["hub", "users", *db, "enable", "first"]) == 0
     from tests.fixtures.hub import running_app

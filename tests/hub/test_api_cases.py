@@ -21,7 +21,8 @@ from .test_store import rated
 
 A, B = "市市场监督管理局", "市税务局"
 PEOPLE = {"wang": ("handler", {"unit": A}), "zhao": ("handler", {"unit": B}), "li": ("operator", {}),
-          "chen": ("supervisor", {}), "sun": ("supervisor", {}), "audi": ("auditor", {})}
+          "chen": ("supervisor", {}), "sun": ("supervisor", {}), "audi": ("auditor", {}),
+          "qian": ("operator", {"unit": A})}
 
 
 class Person:
@@ -191,7 +192,7 @@ def test_lists_ledger_rates_reminders_and_rules(hub_app, hall, hub_db):
     assert cases["D07:1"]["rules"] == {"preset": None, "source": "region", "limits": rules.json()["limits"]}
     cid = cases["D07:1"]["id"]
     unrouted = cases["D08:1"]["id"]
-    with people(hub_app, "wang", "zhao", "li") as p:
+    with people(hub_app, "wang", "zhao", "li", "qian") as p:
         wang, zhao, li = p["wang"], p["zhao"], p["li"]
         assert li.send("PUT", "/api/v1/cases/rules/jilin", {"preset": "jilin"}).json()["updated_by"] == "li"
         assert zhao.send("PUT", "/api/v1/cases/rules/jilin", {"preset": "jilin"}).status_code == 403
@@ -224,6 +225,8 @@ def test_lists_ledger_rates_reminders_and_rules(hub_app, hall, hub_db):
         assert rates["total"]["cases"] == 3 and rates["total"]["rectification_rate"] == 0
         assert li.send("POST", "/api/v1/cases/reminders/run", {}).json() == {"written": 0}
         assert wang.send("POST", "/api/v1/cases/reminders/run", {}).status_code == 403
+        scoped = p["qian"].send("POST", "/api/v1/cases/reminders/run", {})  # an operator of one unit
+        assert scoped.status_code == 403 and "whole hub" in scoped.json()["detail"]
         assert get(li, "/api/v1/cases/reminders") == []
         callback = zhao.send("POST", f"/api/v1/cases/{unrouted}/callbacks",
                              {"at": now_text(), "channel": "phone", "outcome": "unreachable"})

@@ -285,6 +285,12 @@ async def test_filters_and_pages(store):
     later = datetime.now(UTC) + timedelta(days=40)  # every contact and fix deadline is past
     late, n_late = await store.list_cases(CaseQuery(overdue=True), now=later)
     assert n_late == 12 and all(c.overdue(later) for c in late)
+    # not overdue: every case, though steps with no deadline yet (feedback before the fix) are NULL
+    assert (await store.list_cases(CaseQuery(overdue=False)))[1] == 12
+    assert (await store.list_cases(CaseQuery(overdue=False), now=later))[1] == 0
+    # overdue a day from now and not now: none, when every deadline is days away
+    assert (await store.list_cases(CaseQuery(overdue=True, due_by=later), now=later))[1] == 0
+    assert (await store.list_cases(CaseQuery(overdue=True, due_by=later)))[1] == 12
 
 
 # ---------------------------------------------------------------------------- appeals

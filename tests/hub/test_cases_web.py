@@ -65,6 +65,59 @@ def test_a_handler_works_a_case_through_the_pages(hub_app, hall):
         assert rows_of(b.get("/cases", params={"show": "all"}).text) == [mine]
 
 
+def to_do_rows(html: str) -> list[tuple[int, str]]:
+    return [(int(n), kind) for n, kind in re.findall(r'data-case="(\d+)" data-kind="(\w+)"', html)]
+
+
+def test_the_home_page_shows_each_person_the_cases_overdue_and_due_soon_in_their_scope(hub_app, hall, hub_db):
+    """The to-do on the home page: what the reminder job would remind of now, in the person's scope
+    (a handler: their unit), overdue first; nothing for a role that handles no cases."""
+    from .conftest import run_sql
+    cases = post_bad_ratings(hub_app, hall)
+    soon, late = cases["D07:1"]["id"], cases["D07:2"]["id"]  # unit A's, unit B's
+    with signed_in(hub_app, "wang", "handler", unit=A) as wang:
+        home = wang.get("/").text
+        assert 'data-testid="to-do-none"' in home and to_do_rows(home) == []  # just opened: days to go
+        now = datetime.now(UTC)
+        run_sql(hub_db, "UPDATE cases SET contact_due = ? WHERE id = ?",
+                ((now + timedelta(hours=3)).isoformat(timespec="milliseconds"), soon))  # its last day began
+        run_sql(hub_db, "UPDATE cases SET contact_due = ? WHERE id = ?",
+                ((now - timedelta(days=1)).isoformat(timespec="milliseconds"), late))
+        home = wang.get("/").text
+        assert to_do_rows(home) == [(soon, "due_soon")]  # unit B's overdue case is not wang's
+        counts = re.search(r'data-testid="to-do-counts">(.*?)</p>', home, re.S).group(1)
+        assert "已逾期 0 overdue" in counts and "即将到期 1 due soon" in counts
+        assert "联系评价人 contact" in home
+    with signed_in(hub_app, "zhao", "handler", unit=B) as zhao:
+        home = zhao.get("/").text
+        assert to_do_rows(home) == [(late, "overdue")]
+        assert "已逾期 1 overdue" in home and "即将到期 0 due soon" in home
+        assert rows_of(zhao.get("/cases", params={"overdue": "1"}).text) == [late]  # where the count links
+    with signed_in(hub_app, "chen", "supervisor") as chen:
+        rows = to_do_rows(chen.get("/").text)
+        assert (late, "overdue") in rows and (soon, "due_soon") in rows
+        assert rows.index((late, "overdue")) < rows.index((soon, "due_soon"))
+        assert [kind for _, kind in rows] == sorted((kind for _, kind in rows), key=lambda k: k != "overdue")
+    with signed_in(hub_app, "zhao2", "handler", unit=B) as zhao:  # unit B appeals its overdue case
+        assert zhao.post_form(f"/cases/{late}/act", {"action": "appeal", "note": "误按"}).status_code == 303
+    with signed_in(hub_app, "chen2", "supervisor") as chen:  # an appeal waits for a supervisor
+        rows = to_do_rows(chen.get("/").text)
+        assert (late, "appeal") in rows and rows[-1] == (late, "appeal")
+        assert chen.post_form(f"/cases/{late}/act", {"action": "verify", "method": "records",
+                                                    "note": "调阅录像"}).status_code == 303
+        rows = to_do_rows(chen.get("/").text)
+        assert (late, "appeal") in rows  # verified: now to decide
+        assert "裁定 decide the appeal" in chen.get("/").text
+    with signed_in(hub_app, "zhao3", "handler", unit=B) as zhao:  # a handler decides no appeal
+        assert (late, "appeal") not in to_do_rows(zhao.get("/").text)
+    with signed_in(hub_app, "audi", "auditor") as audi:
+        assert 'data-testid="to-do"' not in audi.get("/").text
+    run_sql(hub_db, "UPDATE cases SET contact_due = ? WHERE id = ?",  # still days to go: not on the list
+            ((datetime.now(UTC) + timedelta(days=3)).isoformat(timespec="milliseconds"), soon))
+    with signed_in(hub_app, "wang2", "handler", unit=A) as wang:
+        assert to_do_rows(wang.get("/").text) == []
+
+
 def test_overdue_cases_are_marked_and_appeals_decided_on_the_page(hub_app, hall, hub_db):
     from .conftest import run_sql
     cases = post_bad_ratings(hub_app, hall)

@@ -359,12 +359,43 @@ def test_the_overdue_cases_panel_lists_the_viewer_s_overdue_cases(hub_app, hub_d
         assert ("1 件超期 overdue" in page) == sees and ("没有超期的差评件" in page) != sees
 
 
-def test_the_public_page_shows_how_the_bad_reviews_are_rectified(hub_app):
-    """Cases opened this month (at ingest): H1's two are open, none rectified or not adopted."""
+def test_the_public_page_shows_how_the_bad_reviews_are_rectified(hub_app, monkeypatch):
+    """Cases opened this month (at ingest): H1's two, of UNIT; open at first; then a handler
+    rectifies one and a supervisor decides the other's appeal not adopted. The hall's row and the
+    unit's (institution's) row, on the index and the hall's page, follow."""
+    from hub.web import results
+    from .test_api_cases import act, now_text, people
+    monkeypatch.setattr(results, "CACHE_S", 0.0)  # the in-process app: each read renders again
     populate(hub_app)
     now = str(Month.current())
+
+    def published() -> list[list[str]]:
+        page = hub_app.http.get("/results", params={"month": now}).text
+        hall_page = hub_app.http.get("/results/halls/H1", params={"month": now}).text
+        halls = {row[0]: row[6:] for row in tables(page)["results-halls"] if row and row[0].endswith(")")}
+        units = {row[0]: row[6:] for row in tables(page)["results-units"] if row and row[0] == UNIT}
+        hall_units = {row[0]: row[6:] for row in tables(hall_page)["results-hall-units"] if row and row[0] == UNIT}
+        return [halls[f"{HALL_NAME} (H1)"], tables(hall_page)["results-hall-total"][1][6:], units[UNIT],
+                hall_units[UNIT]]  # each: rectified, being rectified, not adopted
+
+    assert published() == [["0", "2", "0"]] * 4
+    first, second = sorted(c["id"] for c in hub_app.http.get("/api/v1/cases", headers=hub_app.admin_headers)
+                           .json()["cases"])
+    with people(hub_app, "wang", "chen") as p:  # UNIT's handler, a supervisor
+        wang, chen = p["wang"], p["chen"]
+        for action, args in (("contact", {"callback": {"at": now_text(), "channel": "phone", "outcome": "reached"}}),
+                             ("rectify", {"note": "窗口增开"}), ("rectified", {"note": "已增开两个窗口"})):
+            assert act(wang, first, action, **args).status_code == 200
+        assert act(wang, second, "appeal", note="评价人误按").status_code == 200
+        assert act(chen, second, "verify", method="records", note="调阅录像").status_code == 200
+        assert act(chen, second, "decide", outcome="not_adopted", reason="mistaken", note="误评").status_code == 200
+    assert published() == [["1", "0", "1"]] * 4
+    # H1 moves to Dehong: its cases' units go with it, as its statistics do (a region's halls now)
+    hub_app._admin("PUT", "/api/v1/halls/H1", json={"region": "dehong", "name": HALL_NAME})
     page = hub_app.http.get("/results", params={"month": now}).text
-    halls = {row[0]: row[1:] for row in tables(page)["results-halls"] if row and row[0].endswith(")")}
-    assert halls[f"{HALL_NAME} (H1)"][5:] == ["0", "2", "0"]  # rectified, open, not adopted
-    hall = hub_app.http.get("/results/halls/H1", params={"month": now}).text
-    assert tables(hall)["results-hall-total"][1][6:] == ["0", "2", "0"]
+    regions = {re.search(r"<h2[^>]*>([^<]+)</h2>", part).group(1): tables(part)
+               for part in page.split('<section class="dash-panel"')[1:]}
+    assert set(regions) == {"吉林市", "德宏州"}
+    assert {row[0]: row[6:] for row in regions["德宏州"]["results-units"] if row}.get(UNIT) == ["1", "0", "1"]
+    assert UNIT not in {row[0] for row in regions["吉林市"].get("results-units", []) if row}
+    assert f"{HALL_NAME} (H1)" in {row[0] for row in regions["德宏州"]["results-halls"] if row}

@@ -1,12 +1,14 @@
 """The audit log (auditors, or the admin token): sign-ins, sign-outs, account changes and every
-read of a rater's personal data, newest first, filtered and paged (docs/accounts.md)."""
+read of a rater's personal data, newest first, filtered and paged (docs/accounts.md). It is the
+whole hub's log (its entries name people and records of every region), so only an auditor whose
+scope is the whole hub reads it: one limited to a region, hall or unit is refused (403)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel
 
 from ...accounts.deps import require_role
@@ -18,11 +20,26 @@ from ..models import Problem
 
 router = APIRouter(tags=["accounts"], responses={
     401: {"model": Problem, "description": "neither the admin token nor a session"},
-    403: {"model": Problem, "description": "signed in, but not an auditor"}})
+    403: {"model": Problem, "description": "signed in, but not an auditor of the whole hub"}})
 
 MAX_LIMIT = 1000
 MAX_ID = 2**63 - 1  # ids are 64-bit on both backends; a larger `before` would not fit the driver
 TIME = r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:\d{2})?)?$"
+
+
+WHOLE_HUB_ONLY = ("审计日志覆盖整个中心：只有不限区域、大厅、单位的审计员可以查看。"
+                  "The audit log covers the whole hub: only an auditor whose scope is the whole hub reads it.")
+
+
+def check_whole_hub(principal: Principal) -> Principal:
+    """`principal` if its scope is the whole hub (or it is the admin token), else 403."""
+    if not principal.is_admin and not principal.scope.whole_hub:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, WHOLE_HUB_ONLY)
+    return principal
+
+
+async def whole_hub_auditor(principal: Annotated[Principal, Depends(require_role(Role.AUDITOR))]) -> Principal:
+    return check_whole_hub(principal)
 
 
 class AuditEntryOut(BaseModel):
@@ -45,7 +62,7 @@ class AuditPage(BaseModel):
 
 @router.get("/audit", response_model=AuditPage)
 async def audit_log(
-        store: StoreDep, _: Annotated[Principal, Depends(require_role(Role.AUDITOR))],
+        store: StoreDep, _: Annotated[Principal, Depends(whole_hub_auditor)],
         event: Annotated[str | None, Query(max_length=50)] = None,
         login: Annotated[str | None, Query(max_length=64)] = None,
         what: Annotated[str | None, Query(max_length=200)] = None,

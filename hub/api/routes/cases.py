@@ -22,7 +22,7 @@ from pydantic import BeforeValidator
 from ... import cases
 from ...accounts.deps import require_role
 from ...accounts.model import Principal, Role
-from ...accounts.scope import visible_halls
+from ...accounts.scope import visible_halls, visible_regions
 from ...cases import Actor, CaseError
 from ...phone.contacts import Contact, masked
 from ...store.cases_sql import CaseQuery
@@ -183,10 +183,14 @@ async def reminders(store: StoreDep, principal: Handling, filters: FiltersDep,
     return [ReminderOut.of(r) for r in await store.case_reminders(query=query, limit=limit)]
 
 
-@router.post("/reminders/run", response_model=RemindersRunOut)
-async def run_reminders(store: StoreDep, _: Managing) -> RemindersRunOut:
+@router.post("/reminders/run", response_model=RemindersRunOut, responses={403: {"description": "scoped"}})
+async def run_reminders(store: StoreDep, principal: Managing) -> RemindersRunOut:
     """Write the reminders due now (the hub also runs this every `case_reminders_interval_s`); each
-    reminder is written once, so running it again writes nothing new."""
+    reminder is written once, so running it again writes nothing new. The job covers every case of
+    the hub and answers its count, so only an operator or supervisor of the whole hub runs it."""
+    if (await actor_of(principal)).scope_filter():
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the reminder job runs for the whole hub: only an "
+                            "operator or supervisor without a region, hall or unit runs it")
     return RemindersRunOut(written=await store.run_case_reminders())
 
 
@@ -198,10 +202,11 @@ async def presets(_: FigureReaders) -> list[PresetOut]:
 
 
 @router.get("/rules", response_model=list[RulesOut])
-async def list_rules(store: StoreDep, _: FigureReaders) -> list[RulesOut]:
-    """Every region's limits that were set; a region without is on the preset
-    `2-5-15` (docs/cases.md, "Deadlines")."""
-    return [RulesOut.of(r) for r in await store.list_case_rules()]
+async def list_rules(store: StoreDep, principal: FigureReaders) -> list[RulesOut]:
+    """The limits set for the regions in the person's scope (the region of its hall, for one
+    limited to a hall); a region without is on the preset `2-5-15` (docs/cases.md, "Deadlines")."""
+    regions = await visible_regions(principal)
+    return [RulesOut.of(r) for r in await store.list_case_rules() if regions is None or r.region in regions]
 
 
 @router.put("/rules/{region}", response_model=RulesOut,
