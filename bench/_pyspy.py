@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-PROJECT_PACKAGES = ("hub", "hcp")  # profile areas by module for these, by package for the rest
+PROJECT_PACKAGES = ("hub", "gateway", "hcp")  # profile areas by module for these, by package for the rest
 # Leaves where a thread waits though py-spy samples it as running: the anyio pool's idle workers,
 # aiosqlite's worker waiting for its next statement (core.py:59 `tx.get()`), the event loop's poll.
 IDLE_LEAVES = ("Condition.wait (threading.py)", "EpollSelector.select (selectors.py)",

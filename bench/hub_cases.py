@@ -9,6 +9,9 @@ halls report well under 1% 差评; 10% is a bad month). Signing and item buildin
 clock starts; the clock covers `store.ingest` of every batch. Every item must come back
 `accepted`, and the cases opened are counted at the end.
 
+Then the home page's to-do over those cases (`to_do`): a third made overdue, a tenth due in 3 hours;
+ms for a supervisor of the whole hub and for one unit's handler.
+
 Usage: .venv/bin/python bench/hub_cases.py [--quick] [--rounds N] [--backends sqlite,postgres]
 Prints progress on stderr and ends with one JSON line on stdout.
 """
@@ -23,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +89,55 @@ async def run(store: HubStore, work: list[list[dict]], devices: int, with_cases:
     return elapsed
 
 
+TO_DO_REPEATS = 7
+
+
+async def to_do_cost(store: HubStore, work: list[list[dict]], devices: int, set_due) -> dict:
+    """The home page's to-do (hub.web.cases.to_do_of) over the cases `work` opens: a third of
+    them made overdue and a tenth due in 3 hours by `set_due(sql, value)`; ms p50 for a supervisor
+    of the whole hub and for one unit's handler."""
+    from hub.accounts.model import Principal, Role, Scope
+    from hub.web.cases import to_do_of
+    async with store:
+        for d in range(devices):
+            await store.register_device(f"B{d:03d}", HALL, str(d + 1), device_key(f"B{d:03d}"))
+        for items in work:
+            await store.ingest(HALL, items)
+        cases = (await store.list_cases(CaseQuery(limit=1)))[1]
+        now = datetime.now(UTC)
+        set_due("UPDATE cases SET contact_due = {p} WHERE MOD(id, 3) = 0",
+                (now - timedelta(days=1)).isoformat(timespec="milliseconds"))
+        set_due("UPDATE cases SET contact_due = {p} WHERE MOD(id, 10) = 1",
+                (now + timedelta(hours=3)).isoformat(timespec="milliseconds"))
+        out: dict = {"cases": cases}
+        for who, role, unit in (("supervisor", Role.SUPERVISOR, None), ("handler", Role.HANDLER, "单位03")):
+            person = Principal(1, who, who, role, Scope(None, None, unit), "session", store=store)
+            times = []
+            for _ in range(TO_DO_REPEATS):
+                started = time.perf_counter()
+                found = await to_do_of(store, person, datetime.now(UTC))
+                times.append((time.perf_counter() - started) * 1000)
+            assert found is not None and found.overdue_count and found.due_soon_count
+            out[who] = {"ms_p50": round(statistics.median(times), 1), "ms_max": round(max(times), 1),
+                        "overdue": found.overdue_count, "due_soon": found.due_soon_count}
+    return out
+
+
+def sql_runner(backend: str, folder: Path, index: int, schema: object):
+    """`set_due(sql, value)` on the database of `make_store(backend, folder, index)`."""
+    def run_sql(sql: str, value: str) -> None:
+        if backend == "sqlite":
+            import sqlite3
+            with sqlite3.connect(folder / f"r{index}.sqlite3") as db:
+                db.execute(sql.format(p="?"), (value,))
+            return
+        import psycopg
+        with psycopg.connect(os.environ["HCP_PG_DSN"], autocommit=True) as conn:
+            conn.execute(f"SET search_path TO {schema}")
+            conn.execute(sql.format(p="%s"), (value,))
+    return run_sql
+
+
 def make_store(backend: str, folder: Path, index: int) -> tuple[HubStore, object]:
     if backend == "sqlite":
         return SQLiteStore(folder / f"r{index}.sqlite3"), None
@@ -138,6 +191,15 @@ def main() -> None:
             results[backend] = {"ms_per_batch_with": round(with_ms, 2), "ms_per_batch_without": round(without_ms, 2),
                                 "cost_ms_per_batch": round(with_ms - without_ms, 2),
                                 "cost_pct": round(100 * (with_ms - without_ms) / without_ms, 1)}
+            index += 1
+            store, schema = make_store(backend, Path(tmp), index)
+            try:
+                to_do = asyncio.run(to_do_cost(store, work, args.devices, sql_runner(backend, Path(tmp), index, schema)))
+            finally:
+                drop(schema)
+            log(f"{backend} home to-do over {to_do['cases']} cases: supervisor {to_do['supervisor']['ms_p50']} ms, "
+                f"handler {to_do['handler']['ms_p50']} ms")
+            results[backend]["to_do"] = to_do
     emit({"bench": "hub_cases", "batch": args.batch, "batches": args.batches, "bad": args.bad,
           "rounds": args.rounds, **results})
 
