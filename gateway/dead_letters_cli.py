@@ -40,7 +40,8 @@ class CliError(Exception):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="the gateway's JSON settings: address, admin token")
     parser.add_argument("--url", help=f"the gateway's base URL (default: from --config, else {DEFAULT_URL})")
-    parser.add_argument("--token", help="the admin token (default: $HCP_ADMIN_TOKEN, or --config)")
+    parser.add_argument("--token", help="the admin token (default: $HCP_ADMIN_TOKEN, or --config); "
+                        "one that begins with - is written --token=VALUE")
     parser.add_argument("--reason", help="only dead letters with this hub reason (e.g. unknown_device)")
     parser.add_argument("--kind", choices=KINDS, help="only dead letters of this kind")
     parser.add_argument("--limit", type=int, default=LIST_DEFAULT,

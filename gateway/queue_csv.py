@@ -399,7 +399,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path,
                         help="the gateway's JSON settings: its HTTP address and queue token")
     parser.add_argument("--url", help="the gateway's base URL, e.g. http://127.0.0.1:8710")
-    parser.add_argument("--token", help="the queue token (default: $HCP_QUEUE_TOKEN, or --config)")
+    parser.add_argument("--token", help="the queue token (default: $HCP_QUEUE_TOKEN, or --config); "
+                        "one that begins with - is written --token=VALUE")
     parser.add_argument("--tz", default=DEFAULT_TZ,
                         help=f"offset of times written without one (default {DEFAULT_TZ})")
     parser.add_argument("--encoding", default="auto", help="default: UTF-8, else GB18030")

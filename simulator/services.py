@@ -8,7 +8,6 @@ from __future__ import annotations
 import abc
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from hcp.tokens import cli_safe_token
 from simulator.broker import free_port
 from simulator.hub_client import HTTP_TIMEOUT_S, HubClient
 
@@ -128,7 +128,7 @@ class HubProcess(ServiceProcess, HubClient):
         ServiceProcess.__init__(self, workdir, "hub")
         self.port = port or free_port()
         HubClient.__init__(self, f"http://127.0.0.1:{self.port}",
-                           admin_token or secrets.token_urlsafe(24))
+                           admin_token or cli_safe_token(24))
         self.db_path = self.workdir / "hub.sqlite3"
 
     def command(self) -> list[str]:
@@ -159,8 +159,8 @@ class GatewayProcess(ServiceProcess):
         self.settings.setdefault("data_dir", str(self.workdir / "data"))
         self.settings.setdefault("http_host", "127.0.0.1")
         self.settings.setdefault("http_port", free_port())
-        self.settings.setdefault("queue_token", secrets.token_urlsafe(16))
-        self.settings.setdefault("admin_token", secrets.token_urlsafe(16))
+        self.settings.setdefault("queue_token", cli_safe_token(16))
+        self.settings.setdefault("admin_token", cli_safe_token(16))
         self.log_level = log_level
         self.config_path = self.workdir / "gateway.json"
         self.data_dir = Path(self.settings["data_dir"])

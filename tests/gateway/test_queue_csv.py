@@ -159,6 +159,22 @@ def test_a_wrong_token_or_an_unreadable_header_stops_with_a_clear_error(gw, tmp_
     assert [r["ticket"] for r in gw.query("SELECT ticket FROM services")] == ["A1"]
 
 
+def test_a_queue_token_that_begins_with_a_dash_is_passed_as_token_equals(broker, gateway_factory,
+                                                                        tmp_path):
+    """`--token -x…` reads as another option; `--token=-x…` is the way, and the help says so."""
+    gw = gateway_factory(broker, queue_token="-Xq3-starts-with-a-dash",
+                         devices=[{"device": "D07", "window": "7"}])
+    export = tmp_path / "e.csv"
+    export.write_text("ticket,window,type,at\nA1,7,called,2026-11-21 09:00\n", encoding="utf-8")
+    spaced = replay_cli(str(export), "--url", gw.url, "--token", gw.queue_token)
+    assert spaced.returncode == 2 and "--token: expected one argument" in spaced.stderr
+    assert gw.query("SELECT * FROM queue_events") == []
+    joined = replay_cli(str(export), "--url", gw.url, f"--token={gw.queue_token}")
+    assert joined.returncode == 0, joined.stderr
+    assert [r["ticket"] for r in gw.query("SELECT ticket FROM services")] == ["A1"]
+    assert "--token=VALUE" in " ".join(replay_cli("--help").stdout.split())
+
+
 def test_a_row_the_gateway_refuses_is_reported_with_its_line_and_the_rest_go_on(gw):
     """A gateway of another version may refuse what this adapter's checks let through."""
     export = Q.read_export("ticket,window,type,at\nA1,7,called,2026-11-21 09:00\n"

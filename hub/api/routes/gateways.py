@@ -1,6 +1,6 @@
-import secrets
-
 from fastapi import APIRouter, Depends, status
+
+from hcp.tokens import cli_safe_token
 
 from ..deps import ADMIN_ERRORS, BODY_ERRORS, StoreDep, require_admin, token_sha256
 from ..models import GatewayRegistration, GatewayToken
@@ -18,6 +18,6 @@ async def register_gateway(body: GatewayRegistration, store: StoreDep) -> Gatewa
     Registering a hall again rotates its token (the old one stops working at once) and replaces its
     phone-token signing key. The hub keeps only the token's SHA-256; the key is never returned.
     """
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token = cli_safe_token(TOKEN_BYTES)
     await store.register_gateway(body.hall, token_sha256(token), body.key_bytes())
     return GatewayToken(hall=body.hall, token=token)
